@@ -1,0 +1,348 @@
+/**
+ * The actor runtime shared by every actor kind (prepare jobs, run sessions, deletions).
+ *
+ * - Each actor reads its persistent mailbox one message at a time.
+ * - A behaviour's `transition(state, message)` is pure: it returns the new state plus effects.
+ *   The runtime commits, in ONE SQLite transaction: the message ack, the actor's new state, the
+ *   actor's domain effects (projections such as job rows and events), the work it asked for
+ *   (outbox rows) and the messages it sends. A crash before the commit redelivers the message;
+ *   after it, nothing is lost and nothing is applied twice.
+ * - Work (slow, async: containers, snapshots) runs outside transactions. Its result comes back to
+ *   the actor as a `$work` message committed together with removal of the outbox row. On restart
+ *   every outbox row is dispatched again; work must therefore be idempotent (redone or found done).
+ * - A supervisor retries a message whose handler throws (with backoff through the injected clock)
+ *   and, after `maxAttempts`, moves the actor to `failed`, recording why, via `onFailure`.
+ *
+ * Lifecycle: `created → running → draining → stopped` (see {@link RuntimeStatus}).
+ */
+import { randomBytes } from 'node:crypto';
+import type { Clock } from '../clock.js';
+import type { Logger } from '../log.js';
+import type { ActorId, MessageId } from '../ids.js';
+import type { Mailbox, Envelope } from '../mailbox/mailbox.js';
+import { CancelledError, ClosedError, IllegalStateError, errorText, serializeError, type SerializedError } from '../errors.js';
+
+/** A message produced by the runtime itself. */
+export type SystemMessage =
+  | { type: '$work'; workId: string; ok: true; result: unknown }
+  | { type: '$work'; workId: string; ok: false; error: SerializedError }
+  | { type: '$timer'; name: string };
+
+export interface TransitionContext {
+  now: number;
+  messageId: MessageId;
+  actorId: ActorId;
+  /** Fresh random id (work ids etc.). */
+  newId(): string;
+}
+
+/** What a transition asks the runtime to do. */
+export interface Transition<S, W, D> {
+  state: S;
+  /** Domain effects applied inside the commit transaction by the behaviour's `apply`. */
+  domain?: D[];
+  /** Work to start after commit (recorded in the outbox first). */
+  work?: { workId: string; spec: W }[];
+  /** Running work to abort after commit. */
+  abort?: string[];
+  /** Messages for other actors (or this one), committed atomically. */
+  send?: { to: ActorId; msg: unknown }[];
+  /** Timers (not persisted) delivering `$timer` messages. */
+  timers?: { name: string; ms: number }[];
+}
+
+export interface ActorBehavior<S, M, W, D> {
+  readonly kind: string;
+  /** Rebuilds state from its persisted JSON (validated). */
+  restore(json: unknown): S;
+  /** Plain-JSON persisted form of the state. */
+  persist(state: S): unknown;
+  /** Pure transition. `state` is undefined for an actor's first message. */
+  transition(state: S | undefined, msg: M | SystemMessage, ctx: TransitionContext): Transition<S, W, D>;
+  /** True once the actor needs no more messages. */
+  isTerminal(state: S): boolean;
+  /** Applies one domain effect inside the commit transaction. */
+  apply(effect: D, ctx: TransitionContext): void;
+  /** Called after a successful commit with the applied domain effects (notifications). */
+  committed?(actorId: ActorId, effects: D[]): void;
+  /** Executes work outside transactions; its return value is delivered as a `$work` message. */
+  perform(spec: W, signal: AbortSignal, actorId: ActorId): Promise<unknown>;
+  /** Transition used when the supervisor gives up on a message. */
+  onFailure(state: S | undefined, error: unknown, ctx: TransitionContext): Transition<S, W, D>;
+}
+
+// The registry holds behaviours of different type parameters; they are only ever called with
+// values of their own kind, which the actor id prefix guarantees.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyBehavior = ActorBehavior<any, any, any, any>;
+
+export type RuntimeStatus = 'created' | 'running' | 'draining' | 'stopped';
+
+export interface RuntimeOptions {
+  /** Attempts per message before the actor is failed. @default 3 */
+  maxAttempts?: number;
+  /** First retry delay, doubled per attempt. @default 100 */
+  retryBaseMs?: number;
+  /** Lease sweep interval. @default 10000 */
+  sweepMs?: number;
+}
+
+export class ActorRuntime {
+  private status: RuntimeStatus = 'created';
+  private readonly behaviors = new Map<string, AnyBehavior>();
+  private readonly ready = new Set<ActorId>();
+  private draining = false;
+  private scheduled = false;
+  private readonly running = new Map<string, { ctrl: AbortController; done: Promise<void>; actorId: ActorId }>();
+  private readonly retryTimers = new Map<ActorId, unknown>();
+  private sweepTimer: unknown;
+  private readonly maxAttempts: number;
+  private readonly retryBaseMs: number;
+  private readonly sweepMs: number;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly mailbox: Mailbox,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    opts: RuntimeOptions = {},
+  ) {
+    this.maxAttempts = opts.maxAttempts ?? 3;
+    this.retryBaseMs = opts.retryBaseMs ?? 100;
+    this.sweepMs = opts.sweepMs ?? 10_000;
+  }
+
+  get state(): RuntimeStatus { return this.status; }
+
+  private setStatus(s: RuntimeStatus): void {
+    this.log.debug('actor runtime status', { from: this.status, to: s });
+    this.status = s;
+  }
+
+  /** Registers an actor kind. Must happen before {@link start}. */
+  register(b: AnyBehavior): void {
+    if (this.status !== 'created') throw new IllegalStateError('register after start');
+    this.behaviors.set(b.kind, b);
+  }
+
+  /**
+   * Starts processing: releases stale leases, redispatches outbox work, schedules actors with mail.
+   */
+  start(): void {
+    if (this.status !== 'created') throw new IllegalStateError(`start in status ${this.status}`);
+    this.setStatus('running');
+    const released = this.mailbox.releaseAllLeases();
+    if (released > 0) this.log.info('released message leases from a previous run', { count: released });
+    for (const w of this.mailbox.pendingWork()) {
+      this.log.info('redispatching work from a previous run', { actor: w.actorId, work: w.workId });
+      this.dispatch(w.actorId, w.workId, w.spec);
+    }
+    for (const a of this.mailbox.actorsWithMail()) this.schedule(a);
+    this.armSweep();
+  }
+
+  private armSweep(): void {
+    this.sweepTimer = this.clock.setTimeout(() => {
+      if (this.status !== 'running') return;
+      const n = this.mailbox.sweep();
+      if (n > 0) {
+        this.log.warn('returned expired message leases', { count: n });
+        for (const a of this.mailbox.actorsWithMail()) this.schedule(a);
+      }
+      this.armSweep();
+    }, this.sweepMs);
+  }
+
+  /**
+   * Sends a message (committed immediately). Call inside `mailbox.tx` to make it atomic with
+   * other writes; the actor is scheduled either way.
+   * @throws MailboxFullError, ClosedError
+   */
+  send(to: ActorId, msg: unknown): MessageId {
+    if (this.status === 'stopped' || this.status === 'draining') throw new ClosedError('actor runtime');
+    const id = this.mailbox.enqueue(to, msg);
+    this.schedule(to);
+    return id;
+  }
+
+  /** Number of work items currently executing. */
+  get activeWork(): number { return this.running.size; }
+
+  /** True when the actor has running work. */
+  hasRunningWork(actorId: ActorId): boolean {
+    for (const r of this.running.values()) if (r.actorId === actorId) return true;
+    return false;
+  }
+
+  schedule(actorId: ActorId): void {
+    if (this.status !== 'running') return;
+    this.ready.add(actorId);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => { this.scheduled = false; this.drain(); });
+    }
+  }
+
+  /** Resolves when no actor has a deliverable message (tests, shutdown). */
+  whenIdle(): Promise<void> {
+    if (this.ready.size === 0 && !this.scheduled) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  private drain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      // Round-robin one message per actor per pass, for fairness.
+      while (this.ready.size > 0 && this.status === 'running') {
+        for (const actorId of [...this.ready]) {
+          const env = this.mailbox.claimNext(actorId);
+          if (!env) {
+            this.ready.delete(actorId);
+            const delay = this.mailbox.headDelay(actorId);
+            if (delay !== undefined && delay > 0) this.retryLater(actorId, delay);
+            continue;
+          }
+          this.process(env);
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
+    if (this.ready.size === 0) {
+      const w = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const f of w) f();
+    }
+  }
+
+  private retryLater(actorId: ActorId, ms: number): void {
+    if (this.retryTimers.has(actorId)) return;
+    this.retryTimers.set(actorId, this.clock.setTimeout(() => {
+      this.retryTimers.delete(actorId);
+      this.schedule(actorId);
+    }, ms));
+  }
+
+  private behaviorFor(actorId: ActorId): AnyBehavior | undefined {
+    const kind = actorId.slice(0, actorId.indexOf(':'));
+    return this.behaviors.get(kind);
+  }
+
+  private ctxFor(env: Envelope): TransitionContext {
+    return { now: this.clock.now(), messageId: env.id, actorId: env.actorId, newId: () => randomBytes(8).toString('hex') };
+  }
+
+  private process(env: Envelope): void {
+    const b = this.behaviorFor(env.actorId);
+    if (!b) {
+      this.log.error('message for unknown actor kind', { actor: env.actorId });
+      this.mailbox.deadLetter(env, 'unknown actor kind');
+      return;
+    }
+    const row = this.mailbox.getActor(env.actorId);
+    if (row?.status === 'failed') {
+      this.mailbox.deadLetter(env, `actor failed: ${row.failure ?? ''}`);
+      return;
+    }
+    const ctx = this.ctxFor(env);
+    let state: unknown;
+    try {
+      state = row ? b.restore(row.state) : undefined;
+      const tr = b.transition(state, env.payload, ctx);
+      this.commit(b, env, tr, ctx, 'active');
+    } catch (e) {
+      this.supervise(b, env, state, e, ctx);
+    }
+  }
+
+  private commit(b: AnyBehavior, env: Envelope | undefined, tr: Transition<unknown, unknown, unknown>, ctx: TransitionContext, forced: 'active' | 'failed', failure?: string): void {
+    const domain = tr.domain ?? [];
+    this.mailbox.tx(() => {
+      if (env) this.mailbox.ack(env);
+      for (const d of domain) b.apply(d, ctx);
+      const status = forced === 'failed' ? 'failed' : b.isTerminal(tr.state) ? 'done' : 'active';
+      this.mailbox.putActor({ actorId: ctx.actorId, kind: b.kind, status, state: b.persist(tr.state), failure: failure ?? null });
+      for (const w of tr.work ?? []) this.mailbox.addWork({ workId: w.workId, actorId: ctx.actorId, spec: w.spec });
+      for (const s of tr.send ?? []) this.mailbox.enqueue(s.to, s.msg);
+    });
+    // After commit: notify, start work, abort work, schedule recipients, arm timers.
+    try { b.committed?.(ctx.actorId, domain); } catch (e) { this.log.error('commit listener failed', { error: errorText(e) }); }
+    for (const w of tr.work ?? []) this.dispatch(ctx.actorId, w.workId, w.spec);
+    for (const id of tr.abort ?? []) this.running.get(id)?.ctrl.abort(new CancelledError('task cancelled'));
+    for (const s of tr.send ?? []) this.schedule(s.to);
+    for (const t of tr.timers ?? []) {
+      this.clock.setTimeout(() => {
+        if (this.status !== 'running') return;
+        try { this.send(ctx.actorId, { type: '$timer', name: t.name }); } catch (e) { this.log.warn('timer delivery failed', { error: errorText(e) }); }
+      }, t.ms);
+    }
+  }
+
+  private supervise(b: AnyBehavior, env: Envelope, state: unknown, e: unknown, ctx: TransitionContext): void {
+    const text = errorText(e);
+    if (env.attempts < this.maxAttempts) {
+      const delay = this.retryBaseMs * 2 ** (env.attempts - 1);
+      this.log.warn('actor handler failed; retrying', { actor: env.actorId, message: env.id, attempt: env.attempts, error: text });
+      this.mailbox.nack(env, delay);
+      this.retryLater(env.actorId, delay);
+      return;
+    }
+    this.log.error('actor handler failed; failing actor', { actor: env.actorId, message: env.id, error: text });
+    try {
+      const tr = b.onFailure(state, e, ctx);
+      this.commit(b, env, tr, ctx, 'failed', text);
+    } catch (e2) {
+      this.log.error('actor failure handler failed', { actor: env.actorId, error: errorText(e2) });
+      this.mailbox.tx(() => {
+        this.mailbox.deadLetter(env, text);
+        this.mailbox.putActor({ actorId: env.actorId, kind: b.kind, status: 'failed', state: state ?? null, failure: `${text}; ${errorText(e2)}` });
+      });
+    }
+  }
+
+  private dispatch(actorId: ActorId, workId: string, spec: unknown): void {
+    const b = this.behaviorFor(actorId);
+    if (!b || this.running.has(workId)) return;
+    const ctrl = new AbortController();
+    const done = (async () => {
+      let msg: SystemMessage;
+      try {
+        const result = await b.perform(spec, ctrl.signal, actorId);
+        msg = { type: '$work', workId, ok: true, result };
+      } catch (e) {
+        msg = { type: '$work', workId, ok: false, error: serializeError(e) };
+      }
+      if (this.status === 'stopped') return; // outbox row stays: redone after restart
+      try {
+        this.mailbox.tx(() => {
+          this.mailbox.enqueue(actorId, msg);
+          this.mailbox.completeWork(workId);
+        });
+        this.schedule(actorId);
+      } catch (e) {
+        this.log.error('cannot deliver work result; it will be redone after restart', { actor: actorId, work: workId, error: errorText(e) });
+      }
+    })().finally(() => this.running.delete(workId));
+    this.running.set(workId, { ctrl, done, actorId });
+  }
+
+  /**
+   * Stops accepting messages, aborts running work after `graceMs`, waits for it to settle.
+   * Outbox rows of aborted work stay, so the work is redone after restart.
+   */
+  async close(graceMs = 5000): Promise<void> {
+    if (this.status === 'stopped') return;
+    this.setStatus('draining');
+    this.clock.clearTimeout(this.sweepTimer);
+    for (const t of this.retryTimers.values()) this.clock.clearTimeout(t);
+    const all = Promise.allSettled([...this.running.values()].map((r) => r.done));
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((r) => { timer = setTimeout(r, graceMs); });
+    await Promise.race([all, grace]);
+    if (timer) clearTimeout(timer);
+    this.setStatus('stopped');
+    for (const r of this.running.values()) r.ctrl.abort(new ClosedError('actor runtime'));
+    await all;
+  }
+}

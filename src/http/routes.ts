@@ -1,0 +1,172 @@
+/**
+ * The `/v1` route table. Handlers validate input and then read the store or hand work to the
+ * engine's services; they hold no business logic.
+ */
+import { exact, pattern, type Route, type Ctx, type Handler } from './server.js';
+import { parseBoolParam, parseIdPrefix, sendList, strParam } from './reply.js';
+import type { Store } from '../mailbox/store.js';
+import { looksLikeInstanceId } from '../ids.js';
+
+/** The config surface the routes need (implemented by the config manager). */
+export interface ConfigApi {
+  get(path: string, effective: boolean): unknown;
+  set(path: string, value: unknown): Promise<unknown>;
+  remove(path: string): Promise<unknown>;
+  schema(): object;
+}
+
+/** Engine services behind the routes. Later capabilities add optional members. */
+export interface RouteServices {
+  version: string;
+  instanceId: string;
+  pid: number;
+  store: Store;
+  config: ConfigApi;
+}
+
+function health(s: RouteServices): Route {
+  return exact('/v1/health', false, {
+    GET: ({ reply }) => reply.json(200, { ok: true, version: s.version, instanceId: s.instanceId, pid: s.pid }),
+  });
+}
+
+function config(s: RouteServices): Route[] {
+  return [
+    exact('/v1/config', true, {
+      GET: ({ req, reply }) => {
+        const effective = parseBoolParam(req.query, 'effective');
+        const path = (req.query.get('path') ?? '').trim();
+        const value = s.config.get(path, effective);
+        reply.json(200, path === '' ? value : { path, value });
+      },
+      PATCH: async (ctx: Ctx) => {
+        const body = await ctx.json();
+        const obj = (typeof body === 'object' && body !== null && !Array.isArray(body) ? body : {}) as Record<string, unknown>;
+        const path = typeof obj['path'] === 'string' ? obj['path'].trim() : '';
+        const value = await s.config.set(path, obj['value'] === undefined ? null : obj['value']);
+        ctx.reply.json(200, { path, value });
+      },
+      DELETE: async ({ req, reply }) => {
+        const path = (req.query.get('path') ?? '').trim();
+        const value = await s.config.remove(path);
+        reply.json(200, { path, value: value === undefined ? null : value });
+      },
+    }),
+    exact('/v1/config/schema', true, { GET: ({ reply }) => reply.json(200, s.config.schema()) }),
+  ];
+}
+
+function reads(s: RouteServices): Route[] {
+  const st = s.store;
+  return [
+    exact('/v1/tasks', true, {
+      GET: ({ req, reply }) => sendList(reply, req.accept, st.listTaskEntries(strParam(req.query, 'job'))),
+    }),
+    exact('/v1/names', true, {
+      GET: ({ req, reply }) => {
+        const f: { instance?: string; state?: string; image?: string } = {};
+        const i = strParam(req.query, 'instance'); if (i) f.instance = i;
+        const sid = strParam(req.query, 'state'); if (sid) f.state = sid;
+        const im = strParam(req.query, 'image'); if (im) f.image = im;
+        sendList(reply, req.accept, st.listNameEntries(f));
+      },
+    }),
+    pattern(/^\/v1\/names\/(.*)$/, true, {
+      GET: ({ params, reply }) => {
+        const name = (params[0] ?? '').trim();
+        const e = name === '' ? undefined : st.getNameEntry(name);
+        if (!e) { reply.notFoundText(); return; }
+        reply.json(200, e);
+      },
+    }),
+    exact('/v1/instances', true, {
+      GET: ({ req, reply }) => {
+        const f: { idPrefix?: string; state?: string; image?: string } = {};
+        const p = parseIdPrefix(req.query); if (p) f.idPrefix = p;
+        const sid = strParam(req.query, 'state'); if (sid) f.state = sid;
+        const im = strParam(req.query, 'image'); if (im) f.image = im;
+        sendList(reply, req.accept, st.listInstanceEntries(f));
+      },
+    }),
+    exact('/v1/states', true, {
+      GET: ({ req, reply }) => {
+        const f: { idPrefix?: string; kind?: string; image?: string } = {};
+        const p = parseIdPrefix(req.query); if (p) f.idPrefix = p;
+        const k = strParam(req.query, 'kind'); if (k) f.kind = k;
+        const im = strParam(req.query, 'image'); if (im) f.image = im;
+        sendList(reply, req.accept, st.listStateEntries(f));
+      },
+    }),
+  ];
+}
+
+/** Capability handlers plugged into shared paths. */
+export interface CapabilityHandlers {
+  submitJob?: Handler;
+  deleteJob?: Handler;
+  cancelJob?: Handler;
+  jobEvents?: Handler;
+  deleteInstance?: Handler;
+  deleteState?: Handler;
+  runs?: Handler;
+  cacheStatus?: Handler;
+  cacheExplain?: Handler;
+}
+
+function methods(m: Record<string, Handler | undefined>): Route['methods'] {
+  const out: Route['methods'] = {};
+  for (const [k, v] of Object.entries(m)) if (v) out[k] = v;
+  return out;
+}
+
+/** Builds the whole route table. */
+export function buildRoutes(s: RouteServices, h: CapabilityHandlers = {}): Route[] {
+  const st = s.store;
+  return [
+    health(s),
+    ...config(s),
+    exact('/v1/prepare-jobs', true, methods({
+      GET: ({ req, reply }) => {
+        const job = req.query.get('job') ?? '';
+        sendList(reply, req.accept, st.listJobEntries(job.trim() || undefined));
+      },
+      POST: h.submitJob,
+    })),
+    pattern(/^\/v1\/prepare-jobs\/([^/]+)\/cancel$/, true, methods({ POST: h.cancelJob })),
+    pattern(/^\/v1\/prepare-jobs\/([^/]+)\/events$/, true, methods({ GET: h.jobEvents })),
+    pattern(/^\/v1\/prepare-jobs\/([^/]+)$/, true, methods({
+      GET: ({ params, reply }) => {
+        const body = st.jobStatus(params[0] ?? '');
+        if (!body) { reply.notFoundText(); return; }
+        reply.json(200, body);
+      },
+      DELETE: h.deleteJob,
+    })),
+    pattern(/^\/v1\/instances\/([^/]+)$/, true, methods({
+      GET: ({ params, reply }) => {
+        const ref = (params[0] ?? '').trim();
+        if (ref === '') { reply.notFoundText(); return; }
+        if (looksLikeInstanceId(ref)) {
+          const r = st.getInstance(ref);
+          if (r) { reply.json(200, st.instanceEntry(r)); return; }
+        }
+        const id = st.instanceIdOfName(ref);
+        if (id && st.getInstance(id)) { reply.empty(307, { Location: `/v1/instances/${id}` }); return; }
+        reply.notFoundText();
+      },
+      DELETE: h.deleteInstance,
+    })),
+    pattern(/^\/v1\/states\/([^/]+)$/, true, methods({
+      GET: ({ params, reply }) => {
+        const r = st.getState(params[0] ?? '');
+        if (!r) { reply.notFoundText(); return; }
+        reply.json(200, st.stateEntry(r));
+      },
+      DELETE: h.deleteState,
+    })),
+    exact('/v1/runs', true, methods({ POST: h.runs })),
+    exact('/v1/cache/status', true, methods({ GET: h.cacheStatus })),
+    exact('/v1/cache/explain/prepare', true, methods({ POST: h.cacheExplain })),
+    ...reads(s),
+  ];
+}

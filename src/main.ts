@@ -1,0 +1,37 @@
+/** `sqlrs-engine` command line: parse flags, start the engine, stop on signals or idle. */
+import { parseFlags, USAGE } from './flags.js';
+import { Engine, exitCodeFor } from './engine.js';
+import { errorText } from './errors.js';
+import { installCapabilities } from './capabilities.js';
+
+export async function cli(argv: string[]): Promise<void> {
+  let flags;
+  try {
+    const parsed = parseFlags(argv);
+    if (parsed === 'help') { process.stdout.write(USAGE); process.exit(0); }
+    flags = parsed;
+  } catch (e) {
+    process.stderr.write(`sqlrs-engine: ${errorText(e)}\n${USAGE}`);
+    process.exit(exitCodeFor(e));
+  }
+  const stateStore = (process.env['SQLRS_STATE_STORE'] ?? '').trim();
+  const engine = new Engine({ flags, ...(stateStore ? { stateStore } : {}), logToStderr: process.stderr.isTTY === true });
+  installCapabilities(engine);
+  try {
+    await engine.start();
+  } catch (e) {
+    process.stderr.write(`sqlrs-engine: ${errorText(e)}\n`);
+    process.exit(exitCodeFor(e));
+  }
+  let signalled = false;
+  const onSignal = (sig: string): void => {
+    if (signalled) return;
+    signalled = true;
+    engine.log.info('signal received; shutting down', { signal: sig });
+    void engine.close();
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  await engine.stopped;
+  process.exit(0);
+}
