@@ -1,6 +1,7 @@
 /** Installs every capability (prepare jobs, runs, deletion, cache) into an engine. */
 import type { Engine } from './engine.js';
+import { PrepareCapability } from './prepare-capability.js';
 
-export function installCapabilities(_engine: Engine): void {
-  // Capabilities are added here as they land.
+export function installCapabilities(engine: Engine): void {
+  engine.use(new PrepareCapability());
 }

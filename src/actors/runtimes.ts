@@ -1,0 +1,158 @@
+/**
+ * Runtimes: writable clones of a base or state with a running Postgres container, used to build
+ * states and to serve instances. Coordinates base initialisation (one per image) and state builds
+ * (one per state id; other jobs wait for it) in-process. A crash loses nothing here that start-up
+ * hygiene does not clean: a runtime that did not become an instance is never reused after restart.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from '../log.js';
+import type { Store } from '../mailbox/store.js';
+import type { FsPool } from '../workers/pool.js';
+import type { SnapshotBackendKind, CloneSource } from '../workers/protocol.js';
+import {
+  LABEL_ENGINE, LABEL_INSTANCE, LABEL_JOB, LABEL_ROLE, LABEL_STORE,
+  type BindMount, type ContainerRuntime,
+} from '../workers/container-types.js';
+import { newInstanceId } from '../ids.js';
+import { InternalError, errorText, hasCode } from '../errors.js';
+import { rfc3339Nano } from '../clock.js';
+
+export interface RuntimeHandle {
+  instanceId: string;
+  dir: string;
+  mountDir: string;
+  containerId: string;
+  port: number;
+  pgRunning: boolean;
+  /** The state (or `image:<id>` for a base) whose data the runtime currently holds. */
+  holds: string;
+  image: string;
+}
+
+export interface RuntimeServices {
+  root: string;
+  store: Store;
+  fs: FsPool;
+  containers: ContainerRuntime;
+  backend: SnapshotBackendKind;
+  log: Logger;
+  /** Overlay chains deeper than this are flattened. */
+  maxDepth: number;
+}
+
+/** A short, stable label value identifying this state store. */
+export function storeLabel(root: string): string {
+  return createHash('sha256').update(root).digest('hex').slice(0, 16);
+}
+
+export type LogFn = (message: string) => void;
+
+export class Runtimes {
+  private readonly byJob = new Map<string, RuntimeHandle>();
+  private readonly bases = new Map<string, Promise<string>>();
+  readonly label: string;
+
+  constructor(readonly s: RuntimeServices) {
+    this.label = storeLabel(s.root);
+  }
+
+  labels(extra: Record<string, string>): Record<string, string> {
+    return { [LABEL_ENGINE]: 'sqlrs-engine', [LABEL_STORE]: this.label, ...extra };
+  }
+
+  instancesDir(): string { return join(this.s.root, 'instances'); }
+  statesDir(): string { return join(this.s.root, 'states'); }
+  basesDir(): string { return join(this.s.root, 'bases'); }
+  stateDir(stateId: string): string { return join(this.statesDir(), stateId); }
+
+  get(jobId: string): RuntimeHandle | undefined { return this.byJob.get(jobId); }
+  /** Hands a job's runtime over (it becomes an instance). */
+  detach(jobId: string): RuntimeHandle | undefined {
+    const rt = this.byJob.get(jobId);
+    this.byJob.delete(jobId);
+    return rt;
+  }
+  /** Jobs holding a live runtime. */
+  get size(): number { return this.byJob.size; }
+
+  /** Initialises (once) the base data directory of an image; returns the base dir. */
+  ensureBase(image: string, uid: number, gid: number, log: LogFn, signal: AbortSignal): Promise<string> {
+    const row = this.s.store.getBase(image);
+    if (row && existsSync(join(row.dir, 'data', 'pgdata', 'PG_VERSION'))) return Promise.resolve(row.dir);
+    let p = this.bases.get(image);
+    if (!p) {
+      p = (async () => {
+        const baseDir = join(this.basesDir(), createHash('sha256').update(image).digest('hex').slice(0, 32));
+        log(`docker: initdb base for ${image}`);
+        await this.s.fs.run({ type: 'remove-tree', path: baseDir });
+        const { dataDir } = await this.s.fs.run({ type: 'prepare-base', backend: this.s.backend, baseDir, uid, gid });
+        try {
+          await this.s.containers.initBase(image, dataDir, this.labels({ [LABEL_ROLE]: 'initdb' }), signal);
+        } catch (e) {
+          await this.s.fs.run({ type: 'remove-tree', path: baseDir }).catch(() => {});
+          throw new InternalError('cannot initialize base state', { details: errorText(e), cause: e });
+        }
+        this.s.store.putBase({ image_id: image, dir: baseDir, backend: this.s.backend, created_at: rfc3339Nano() });
+        return baseDir;
+      })().finally(() => this.bases.delete(image));
+      this.bases.set(image, p);
+    }
+    return p;
+  }
+
+  /**
+   * Clones `source` into a fresh instance directory and starts a container on it.
+   * @throws InternalError `cannot start runtime` (or the abort reason)
+   */
+  async create(jobId: string, image: string, source: CloneSource, holds: string, uid: number, gid: number, mounts: BindMount[], log: LogFn, signal: AbortSignal): Promise<RuntimeHandle> {
+    const instanceId = newInstanceId();
+    const dir = join(this.instancesDir(), instanceId);
+    let mountDir: string;
+    try {
+      ({ mountDir } = await this.s.fs.run({ type: 'clone', backend: this.s.backend, root: this.s.root, source, runtimeDir: dir, uid, gid }, signal));
+    } catch (e) {
+      await this.s.fs.run({ type: 'remove-runtime', backend: this.s.backend, runtimeDir: dir }).catch(() => {});
+      if (signal.aborted) throw e;
+      throw new InternalError('cannot clone state', { details: errorText(e), cause: e });
+    }
+    log('docker: start container');
+    try {
+      const c = await this.s.containers.start({
+        image, name: `sqlrs-${instanceId}`,
+        labels: this.labels({ [LABEL_JOB]: jobId, [LABEL_INSTANCE]: instanceId, [LABEL_ROLE]: 'runtime' }),
+        dataDir: mountDir, extraMounts: mounts,
+      }, signal);
+      log(`docker: container started ${c.id}`);
+      log('docker: postgres ready');
+      const rt: RuntimeHandle = { instanceId, dir, mountDir, containerId: c.id, port: c.port, pgRunning: true, holds, image };
+      this.byJob.set(jobId, rt);
+      return rt;
+    } catch (e) {
+      await this.s.fs.run({ type: 'remove-runtime', backend: this.s.backend, runtimeDir: dir }).catch(() => {});
+      if (signal.aborted || hasCode(e, 'ENGINE_ABORTED')) throw e;
+      throw new InternalError('cannot start runtime', { details: errorText(e), cause: e });
+    }
+  }
+
+  /** Starts Postgres again after a snapshot, if needed. */
+  async ensurePg(rt: RuntimeHandle, log: LogFn, signal: AbortSignal): Promise<void> {
+    if (rt.pgRunning) return;
+    log('pg_ctl: start after snapshot');
+    await this.s.containers.startPostgres(rt.containerId, signal);
+    rt.pgRunning = true;
+  }
+
+  /** Removes a runtime's container and data (idempotent). */
+  async destroy(rt: { containerId: string; dir: string }): Promise<void> {
+    try { await this.s.containers.remove(rt.containerId); } catch (e) { this.s.log.warn('cannot remove container', { id: rt.containerId, error: errorText(e) }); }
+    await this.s.fs.run({ type: 'remove-runtime', backend: this.s.backend, runtimeDir: rt.dir });
+  }
+
+  /** Destroys a job's runtime if it still holds one. */
+  async release(jobId: string): Promise<void> {
+    const rt = this.detach(jobId);
+    if (rt) await this.destroy(rt);
+  }
+}
