@@ -159,7 +159,7 @@ export class PrepareCapability implements Capability {
       apply: (d) => {
         switch (d.t) {
           case 'job': st.updateJob(d.jobId, d.patch); break;
-          case 'event': st.appendEvent(d.jobId, { ts: rfc3339Nano(), ...d.event }); break;
+          case 'event': { const { type, ...rest } = d.event; st.appendEvent(d.jobId, { type, ts: rfc3339Nano(), ...rest }); break; }
           case 'tasks': st.replaceTasks(d.jobId, d.tasks); break;
           case 'task': st.updateTask(d.jobId, d.position, d.patch); break;
           case 'state': st.insertState(d.row); break;

@@ -3,7 +3,8 @@
  * step's state (or find it built), create the instance. Every piece is idempotent: after a crash
  * the runtime redoes it and it either finds the result on disk or builds it again.
  */
-import { dirname, relative, sep, posix } from 'node:path';
+import { dirname, join, relative, sep, posix } from 'node:path';
+import { readdir } from 'node:fs/promises';
 import type { Logger } from '../log.js';
 import type { Store, JobEvent } from '../mailbox/store.js';
 import type { EventHub } from './events-hub.js';
@@ -112,7 +113,7 @@ export class PrepareWorker {
     const rts = this.d.runtimes;
     for (;;) {
       if (signal.aborted) throw new CancelledError('task cancelled');
-      const found = await this.findValid(spec.outputStateId, log);
+      const found = await this.findValid(spec, log);
       if (found) {
         // Cache hit: a runtime holding older data is useless for later steps.
         const rt = rts.get(spec.jobId);
@@ -143,9 +144,14 @@ export class PrepareWorker {
     }
   }
 
-  /** A usable existing state (row + verified files), invalidating a broken one. */
-  private async findValid(id: string, log: LogFn): Promise<StateRowData | undefined> {
+  /**
+   * A usable existing state: a verified row, or a complete snapshot whose row was never committed
+   * (the engine died between snapshot and commit), which is adopted. A broken cached state is
+   * invalidated (files, then row) so that it is rebuilt.
+   */
+  private async findValid(spec: Extract<PrepareWork, { kind: 'step' }>, log: LogFn): Promise<StateRowData | undefined> {
     const rts = this.d.runtimes;
+    const id = spec.outputStateId;
     const row = this.d.store.getState(id);
     const dir = row?.dir ?? rts.stateDir(id);
     const v = await rts.s.fs.run({ type: 'verify-state', root: rts.s.root, stateDir: dir });
@@ -158,14 +164,30 @@ export class PrepareWorker {
     }
     if (!row) {
       if (!v.ok) return undefined;
-      // Snapshot finished before a crash but the row was never committed: adopt it.
-      return undefined;
+      log(`adopting completed snapshot of state ${id}`);
+      const { bytes } = await rts.s.fs.run({ type: 'measure', path: dir });
+      const now = Date.now();
+      return {
+        state_id: id, parent_state_id: spec.input.kind === 'state' ? spec.input.id : null, image_id: spec.resolvedImage,
+        prepare_kind: 'psql', prepare_args_normalized: spec.argsNormalized, created_at: rfc3339Nano(now), created_ms: now,
+        size_bytes: bytes, backend: rts.s.backend, dir,
+      };
     }
     return {
       state_id: row.state_id, parent_state_id: row.parent_state_id, image_id: row.image_id, prepare_kind: row.prepare_kind,
       prepare_args_normalized: row.prepare_args_normalized, created_at: row.created_at, created_ms: row.created_ms,
       size_bytes: row.size_bytes, backend: row.backend, dir: row.dir,
     };
+  }
+
+  /** Removes `.tmp-<state>-*` directories of an interrupted snapshot. */
+  private async removePartial(stateId: string): Promise<void> {
+    const dir = this.d.runtimes.statesDir();
+    let names: string[] = [];
+    try { names = await readdir(dir); } catch { return; }
+    for (const n of names) {
+      if (n.startsWith(`.tmp-${stateId}`)) await this.d.runtimes.s.fs.run({ type: 'remove-tree', path: join(dir, n) });
+    }
   }
 
   private async scriptMounts(prepared: PsqlPrepared): Promise<{ mounts: BindMount[]; root?: string }> {
@@ -218,6 +240,7 @@ export class PrepareWorker {
     } catch (e) {
       // A failed or cancelled step leaves nothing: no container, no mount, no partial state.
       await rts.release(spec.jobId).catch((e2: unknown) => this.d.log.error('cannot release runtime', { job: spec.jobId, error: errorText(e2) }));
+      await this.removePartial(spec.outputStateId).catch((e2: unknown) => this.d.log.error('cannot remove partial state', { state: spec.outputStateId, error: errorText(e2) }));
       if (signal.aborted || hasCode(e, 'ENGINE_ABORTED')) throw new CancelledError('task cancelled');
       throw e;
     }

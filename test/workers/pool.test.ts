@@ -1,0 +1,171 @@
+import * as fs from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import t from 'tap';
+import { nullLogger } from '../../src/log.js';
+import { FsPool, type FsPoolOptions } from '../../src/workers/pool.js';
+
+interface Test {
+  teardown(fn: () => void | Promise<void>): void;
+}
+
+async function scratch(t: Test): Promise<string> {
+  const dir = await fs.mkdtemp(join(tmpdir(), 'pool-test-'));
+  t.teardown(() => fs.rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function pool(t: Test, opts: Partial<FsPoolOptions> = {}): FsPool {
+  const p = new FsPool({ logger: nullLogger, ...opts });
+  t.teardown(() => p.destroy());
+  return p;
+}
+
+/** A tree big enough that copying it takes a noticeable while. */
+async function bigTree(root: string, files = 4000): Promise<string> {
+  const src = join(root, 'big');
+  const payload = Buffer.alloc(2048, 1);
+  for (let d = 0; d < files / 100; d++) {
+    const sub = join(src, `d${d}`);
+    await fs.mkdir(sub, { recursive: true });
+    await Promise.all(Array.from({ length: 100 }, (_, i) => fs.writeFile(join(sub, `f${i}`), payload)));
+  }
+  return src;
+}
+
+async function exists(p: string): Promise<boolean> {
+  return fs.lstat(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+t.test('FsPool runs copy-tree and measure in worker threads', async (t) => {
+  const root = await scratch(t);
+  const src = join(root, 'src');
+  await fs.mkdir(join(src, 'sub'), { recursive: true });
+  await fs.writeFile(join(src, 'a'), 'hello');
+  await fs.chmod(join(src, 'a'), 0o640);
+  await fs.writeFile(join(src, 'sub', 'b'), Buffer.alloc(1000));
+  await fs.chmod(join(src, 'sub'), 0o710);
+  await fs.chown(join(src, 'sub', 'b'), 999, 998);
+  await fs.symlink('../a', join(src, 'sub', 'link'));
+  const p = pool(t);
+
+  const copied = await p.run({ type: 'copy-tree', src, dest: join(root, 'dest') });
+  t.same(copied, { bytes: 1005, files: 2 });
+  t.equal((await fs.stat(join(root, 'dest', 'a'))).mode & 0o7777, 0o640);
+  t.equal((await fs.stat(join(root, 'dest', 'sub'))).mode & 0o7777, 0o710);
+  const b = await fs.stat(join(root, 'dest', 'sub', 'b'));
+  t.same([b.uid, b.gid], [999, 998]);
+  t.equal(await fs.readlink(join(root, 'dest', 'sub', 'link')), '../a');
+  t.equal(await fs.readFile(join(root, 'dest', 'sub', 'link'), 'utf8'), 'hello');
+  t.same(await p.run({ type: 'measure', path: join(root, 'dest') }), { bytes: 1005, files: 2 });
+  t.same(await p.run({ type: 'list-mounts', under: root }), { mounts: [] });
+  t.equal(p.pending, 0);
+});
+
+t.test('FsPool rejects with the error code raised in the worker', async (t) => {
+  const root = await scratch(t);
+  const p = pool(t);
+  await t.rejects(p.run({ type: 'measure', path: join(root, 'missing') }), { code: 'ENGINE_SNAPSHOT', message: /missing/ });
+  await t.rejects(p.run({ type: 'copy-tree', src: root, dest: join(root, 'inside') }), {
+    code: 'ENGINE_SNAPSHOT',
+    message: /destination must not be inside source/,
+  });
+  t.same(await p.run({ type: 'verify-state', root, stateDir: join(root, 'nope') }), { ok: false, reason: 'missing state.json' });
+});
+
+t.test('FsPool refuses work beyond maxQueue with ENGINE_QUEUE_FULL', async (t) => {
+  const root = await scratch(t);
+  const src = await bigTree(root, 300);
+  const p = pool(t, { maxThreads: 1, maxQueue: 1 });
+  const running = p.run({ type: 'copy-tree', src, dest: join(root, 'one') });
+  const queued = p.run({ type: 'copy-tree', src, dest: join(root, 'two') });
+  t.equal(p.needsDrain, true);
+  await t.rejects(p.run({ type: 'measure', path: src }), { code: 'ENGINE_QUEUE_FULL' });
+  t.same(await running, { bytes: 300 * 2048, files: 300 });
+  t.same(await queued, { bytes: 300 * 2048, files: 300 });
+  t.equal(p.needsDrain, false);
+  t.same(await p.run({ type: 'measure', path: join(root, 'two') }), { bytes: 300 * 2048, files: 300 }, 'accepts work again once drained');
+});
+
+t.test('FsPool drops a queued task whose signal aborts', async (t) => {
+  const root = await scratch(t);
+  const src = await bigTree(root, 300);
+  const p = pool(t, { maxThreads: 1, maxQueue: 4 });
+  const running = p.run({ type: 'copy-tree', src, dest: join(root, 'one') });
+  const ac = new AbortController();
+  const queued = p.run({ type: 'copy-tree', src, dest: join(root, 'two') }, ac.signal);
+  ac.abort();
+  await t.rejects(queued, { code: 'ENGINE_ABORTED' });
+  t.same(await running, { bytes: 300 * 2048, files: 300 });
+  t.same(await p.run({ type: 'measure', path: join(root, 'one') }), { bytes: 300 * 2048, files: 300 });
+  t.equal(await exists(join(root, 'two')), false, 'the aborted task never ran');
+  await t.rejects(p.run({ type: 'measure', path: root }, AbortSignal.abort()), { code: 'ENGINE_ABORTED' }, 'an already aborted signal is refused');
+});
+
+t.test('FsPool aborts a running task by terminating its worker', async (t) => {
+  const root = await scratch(t);
+  const src = await bigTree(root, 2000);
+  const p = pool(t, { maxThreads: 1 });
+  await p.run({ type: 'list-mounts', under: root }); // the worker is up
+  const ac = new AbortController();
+  const dest = join(root, 'dest');
+  const copying = p.run({ type: 'copy-tree', src, dest }, ac.signal);
+  const settled = copying.then(
+    () => 'done',
+    () => 'failed',
+  );
+  while (!(await exists(dest)) && (await Promise.race([settled, sleep(2, 'waiting')])) === 'waiting') {
+    // wait until the copy has started
+  }
+  t.equal(await exists(dest), true, 'the copy started');
+  ac.abort();
+  await t.rejects(copying, { code: 'ENGINE_ABORTED' });
+  const partial = await p.run({ type: 'measure', path: dest });
+  t.ok(partial.files < 2000, `the copy stopped early (${partial.files} files)`);
+  t.same(await p.run({ type: 'measure', path: src }), { bytes: 2000 * 2048, files: 2000 }, 'the pool keeps working');
+});
+
+t.test('FsPool close finishes accepted tasks, then refuses work with ENGINE_CLOSED', async (t) => {
+  const root = await scratch(t);
+  const src = await bigTree(root, 200);
+  const p = pool(t);
+  const accepted = p.run({ type: 'copy-tree', src, dest: join(root, 'dest') });
+  const closing = p.close();
+  t.equal(p.close(), closing, 'close is memoised');
+  await t.rejects(p.run({ type: 'measure', path: src }), { code: 'ENGINE_CLOSED' });
+  t.same(await accepted, { bytes: 200 * 2048, files: 200 }, 'accepted work completes');
+  await closing;
+  await t.rejects(p.run({ type: 'measure', path: src }), { code: 'ENGINE_CLOSED' });
+});
+
+t.test('FsPool destroy rejects unfinished tasks with ENGINE_CLOSED', async (t) => {
+  const root = await scratch(t);
+  const src = await bigTree(root, 1000);
+  const p = pool(t, { maxThreads: 1 });
+  const a = t.rejects(p.run({ type: 'copy-tree', src, dest: join(root, 'a') }), { code: 'ENGINE_CLOSED' }, 'the running task');
+  const b = t.rejects(p.run({ type: 'copy-tree', src, dest: join(root, 'b') }), { code: 'ENGINE_CLOSED' }, 'the queued task');
+  await p.destroy();
+  await a;
+  await b;
+  await t.rejects(p.run({ type: 'measure', path: src }), { code: 'ENGINE_CLOSED' });
+});
+
+t.test('FsPool close escalates to destroy after closeTimeoutMs', async (t) => {
+  const root = await scratch(t);
+  const src = await bigTree(root, 1000);
+  const p = pool(t, { maxThreads: 1, closeTimeoutMs: 50 });
+  const running = t.rejects(p.run({ type: 'copy-tree', src, dest: join(root, 'a') }), { code: 'ENGINE_CLOSED' });
+  const started = Date.now();
+  await p.close();
+  await running;
+  t.ok(Date.now() - started < 1000, 'close did not wait for the copy');
+});
+
+t.test('FsPool validates its options', async (t) => {
+  t.throws(() => new FsPool({ logger: nullLogger, maxThreads: 0 }), RangeError);
+  t.throws(() => new FsPool({ logger: nullLogger, maxQueue: -1 }), RangeError);
+});
