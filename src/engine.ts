@@ -21,6 +21,7 @@ import { Mailbox } from './mailbox/mailbox.js';
 import { ActorRuntime } from './actors/runtime.js';
 import { ConfigManager } from './config/index.js';
 import { HttpServer } from './http/server.js';
+import type { WebSocketBehavior } from 'uWebSockets.js';
 import { buildRoutes, type CapabilityHandlers } from './http/routes.js';
 import { writeEngineJson, removeEngineJson } from './discovery.js';
 import { splitHostPort, type EngineFlags } from './flags.js';
@@ -44,6 +45,8 @@ export interface Capability {
   /** Called after recovery, once the runtime runs. */
   started?(e: Engine): void | Promise<void>;
   handlers?(e: Engine): CapabilityHandlers;
+  /** WebSocket endpoints by path. */
+  websockets?(e: Engine): Record<string, WebSocketBehavior<never>>;
   /** True while the capability has work that must keep the engine alive. */
   busy?(): boolean;
   close?(): Promise<void>;
@@ -115,11 +118,16 @@ export class Engine {
       this.runtime.start();
       for (const c of this.capabilities) await c.started?.(this);
       const handlers: CapabilityHandlers = {};
-      for (const c of this.capabilities) Object.assign(handlers, c.handlers?.(this) ?? {});
+      const websockets: Record<string, WebSocketBehavior<never>> = {};
+      for (const c of this.capabilities) {
+        Object.assign(handlers, c.handlers?.(this) ?? {});
+        Object.assign(websockets, c.websockets?.(this) ?? {});
+      }
       this.server = new HttpServer({
         token: this.token,
         logger: this.log.child({ c: 'http' }),
         routes: buildRoutes({ version: this.version, instanceId: this.instanceId, pid: process.pid, store: this.store, config: this.config }, handlers),
+        websockets,
       });
       const { host, port } = splitHostPort(f.listen);
       this.port = await this.server.listen(host, port);

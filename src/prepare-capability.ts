@@ -17,6 +17,8 @@ import * as job from './actors/prepare-job.js';
 import type { PrepareEffect, PrepareMessage, PrepareState, PrepareWork } from './actors/prepare-job.js';
 import type { ActorBehavior } from './actors/runtime.js';
 import { prepareHandlers, type PrepareBody } from './http/prepare-routes.js';
+import { eventsWebSocket } from './http/ws.js';
+import type { WebSocketBehavior } from 'uWebSockets.js';
 import { validatePsqlRequest } from './actors/psql-args.js';
 import { imageHasDigest } from './actors/plan.js';
 import { actorId, newJobId } from './ids.js';
@@ -229,6 +231,18 @@ export class PrepareCapability implements Capability {
       streamOpened: () => { this.streams++; },
       streamClosed: () => { this.streams--; },
     });
+  }
+
+  websockets(): Record<string, WebSocketBehavior<never>> {
+    const e = this.engine;
+    const b = eventsWebSocket({
+      store: e.store, hub: this.hub, log: e.log.child({ c: 'ws' }), token: e.token,
+      authorized: (h) => e.server.authorized(h),
+      opened: () => { e.server.openSockets++; },
+      closed: () => { e.server.openSockets--; },
+    });
+    // The behaviour is typed with its own per-socket data; uWS only sees it through this map.
+    return { '/v1/ws': b as unknown as WebSocketBehavior<never> };
   }
 
   busy(): boolean { return this.streams > 0 || this.runtimes?.size > 0; }

@@ -54,7 +54,7 @@ export interface HttpServerOptions {
   /** Max request body in bytes. @default 8 MiB */
   bodyLimit?: number;
   /** WebSocket endpoints by path. */
-  websockets?: Record<string, WebSocketBehavior<unknown>>;
+  websockets?: Record<string, WebSocketBehavior<never>>;
 }
 
 /** Sends an error in the API's shape with the status its code implies. */

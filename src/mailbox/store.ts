@@ -144,6 +144,8 @@ export class Store {
       eventCount: p<[string], { n: number }>('SELECT COUNT(*) AS n FROM events WHERE job_id = ?'),
       insertEvent: p('INSERT INTO events (job_id, idx, event_json) VALUES (?, ?, ?)'),
       eventsFrom: p<[string, number], { idx: number; event_json: string }>('SELECT idx, event_json FROM events WHERE job_id = ? AND idx >= ? ORDER BY idx'),
+      seqAfterJob: p<[string, number, number], { seq: number; job_id: string; event_json: string }>('SELECT seq, job_id, event_json FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?'),
+      seqAfterAll: p<[number, number], { seq: number; job_id: string; event_json: string }>('SELECT seq, job_id, event_json FROM events WHERE seq > ? ORDER BY seq LIMIT ?'),
       insertState: p(`INSERT OR IGNORE INTO states (state_id, parent_state_id, image_id, prepare_kind, prepare_args_normalized, created_at, created_ms, size_bytes, last_used_at, last_used_ms, use_count, backend, dir)
         VALUES (@state_id, @parent_state_id, @image_id, @prepare_kind, @prepare_args_normalized, @created_at, @created_ms, @size_bytes, @created_at, @created_ms, 0, @backend, @dir)`),
       getState: p<[string], StateRow>('SELECT * FROM states WHERE state_id = ?'),
@@ -259,6 +261,11 @@ export class Store {
   eventCount(jobId: string): number { return this.s.eventCount.get(jobId)?.n ?? 0; }
   /** Events with index ≥ `from`, as raw JSON lines (without newline). */
   eventsFrom(jobId: string, from: number): string[] { return this.s.eventsFrom.all(jobId, from).map((r) => r.event_json); }
+
+  /** Events with a global sequence above `afterSeq` (one job, or all when `jobId` is undefined). */
+  eventsAfterSeq(jobId: string | undefined, afterSeq: number, limit: number): { seq: number; job_id: string; event_json: string }[] {
+    return jobId === undefined ? this.s.seqAfterAll.all(afterSeq, limit) : this.s.seqAfterJob.all(jobId, afterSeq, limit);
+  }
 
   // ---- states -----------------------------------------------------------------------------
   insertState(r: Omit<StateRow, 'last_used_at' | 'last_used_ms' | 'use_count' | 'min_retention_until'>): boolean {

@@ -175,8 +175,9 @@ function toEngineError(what: string, e: unknown): EngineError {
     });
   }
   const status = statusOf(e);
+  const msg = messageOf(e);
   return new ContainerError(`${what} failed`, {
-    details: status === undefined ? messageOf(e) : `${messageOf(e)} (HTTP ${status})`,
+    details: status === undefined || msg.includes('HTTP code') ? msg : `${msg} (HTTP ${status})`,
     cause: e,
   });
 }
