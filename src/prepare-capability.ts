@@ -129,7 +129,14 @@ export class PrepareCapability implements Capability {
     }
     for (const name of list(this.runtimes.statesDir())) {
       const dir = join(this.runtimes.statesDir(), name);
-      if (name.startsWith('.tmp-')) {
+      if (name.startsWith('.invalid-')) {
+        // Invalidated states may still be a lower layer of overlay instances; reap them only when
+        // no instance can depend on them.
+        if (this.backend !== 'overlay' || e.store.allInstances().length === 0) {
+          log.warn('removing invalidated state directory', { dir: name });
+          await this.fs.run({ type: 'remove-tree', path: dir });
+        }
+      } else if (name.startsWith('.tmp-')) {
         log.warn('removing partial state build', { dir: name });
         await this.fs.run({ type: 'remove-tree', path: dir });
       } else if (!e.store.hasState(name) && !pendingStates.has(name)) {

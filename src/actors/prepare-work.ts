@@ -4,7 +4,7 @@
  * the runtime redoes it and it either finds the result on disk or builds it again.
  */
 import { dirname, join, relative, sep, posix } from 'node:path';
-import { readdir } from 'node:fs/promises';
+import { readdir, rename } from 'node:fs/promises';
 import type { Logger } from '../log.js';
 import type { Store, JobEvent } from '../mailbox/store.js';
 import type { EventHub } from './events-hub.js';
@@ -15,6 +15,7 @@ import { hashPsqlPrepared, psqlJobSignature, stateId } from './hashing.js';
 import { InternalError, CancelledError, errorText, assertNever, hasCode } from '../errors.js';
 import { rfc3339Nano } from '../clock.js';
 import type { BindMount } from '../workers/container-types.js';
+import { outOfSpaceError } from './cache.js';
 
 const SCRIPTS = '/sqlrs/scripts';
 const MAX_ERROR_OUTPUT = 16 * 1024;
@@ -52,11 +53,34 @@ function commonDir(paths: string[]): string | undefined {
   return d === '' ? '/' : d;
 }
 
+/**
+ * Plans a psql request on a resolved image: hashes every step, chains the state ids
+ * (`state_id = H(input, task_hash)`) and marks the steps whose state exists. Used by prepare jobs
+ * and by cache explain.
+ * @throws InvalidArgumentError `cannot compute psql content hash`
+ */
+export async function planPsql(store: Pick<Store, 'hasState'>, request: PrepareRequest, resolvedImage: string): Promise<PlanResult> {
+  const prepared = validatePsqlRequest(request.psqlArgs, request.stdin);
+  const hashes = await hashPsqlPrepared(prepared);
+  let input: { kind: 'image' | 'state'; id: string } = { kind: 'image', id: resolvedImage };
+  const steps: PlanResult['steps'] = hashes.steps.map((h, i) => {
+    const out = stateId(input.kind, input.id, h.taskHash);
+    input = { kind: 'state', id: out };
+    const st = prepared.steps[i];
+    const cached = store.hasState(out);
+    return st?.input ? { taskHash: h.taskHash, outputStateId: out, cached, argsSummary: argsSummary(st.input) } : { taskHash: h.taskHash, outputStateId: out, cached };
+  });
+  return { steps, requestTaskHash: hashes.requestTaskHash, signature: psqlJobSignature(hashes.requestTaskHash, resolvedImage, request.planOnly) };
+}
+
 export class PrepareWorker {
   /** State builds in progress, by state id: other jobs wait on them. */
   private readonly builds = new Map<string, Promise<StateRowData>>();
 
   constructor(private readonly d: PrepareWorkDeps) {}
+
+  /** Installs the cache capacity guard (called once the cache capability is up). */
+  setCapacity(capacity: CapacityGuard): void { this.d.capacity = capacity; }
 
   /** Appends a `log` event for a job (progress output; outside the actor's transactions). */
   logTo(jobId: string): LogFn {
@@ -93,18 +117,8 @@ export class PrepareWorker {
     return validatePsqlRequest(req.psqlArgs, req.stdin);
   }
 
-  private async plan(spec: Extract<PrepareWork, { kind: 'plan' }>): Promise<PlanResult> {
-    const prepared = this.prepared(spec.request);
-    const hashes = await hashPsqlPrepared(prepared);
-    let input: { kind: 'image' | 'state'; id: string } = { kind: 'image', id: spec.resolvedImage };
-    const steps: PlanResult['steps'] = hashes.steps.map((h, i) => {
-      const out = stateId(input.kind, input.id, h.taskHash);
-      input = { kind: 'state', id: out };
-      const st = prepared.steps[i];
-      const cached = this.d.store.hasState(out);
-      return st?.input ? { taskHash: h.taskHash, outputStateId: out, cached, argsSummary: argsSummary(st.input) } : { taskHash: h.taskHash, outputStateId: out, cached };
-    });
-    return { steps, requestTaskHash: hashes.requestTaskHash, signature: psqlJobSignature(hashes.requestTaskHash, spec.resolvedImage, spec.request.planOnly) };
+  private plan(spec: Extract<PrepareWork, { kind: 'plan' }>): Promise<PlanResult> {
+    return planPsql(this.d.store, spec.request, spec.resolvedImage);
   }
 
   /** Builds (or finds) one step's state. */
@@ -158,7 +172,9 @@ export class PrepareWorker {
     if (row && !v.ok) {
       log(`cached state ${id} is unusable (${v.reason ?? 'unknown'}); rebuilding`);
       this.d.log.warn('invalidating cached state', { state: id, reason: v.reason });
-      await rts.s.fs.run({ type: 'remove-state', backend: rts.s.backend, stateDir: dir });
+      // Move it aside rather than delete it: with overlay, live instances and child states may
+      // still have its layer mounted. Start-up hygiene reaps `.invalid-*` when that is safe.
+      await rename(dir, join(rts.statesDir(), `.invalid-${id}-${Date.now()}`)).catch(() => {});
       this.d.store.deleteState(id);
       return undefined;
     }
@@ -206,6 +222,7 @@ export class PrepareWorker {
     let rt = rts.get(spec.jobId);
     if (rt && rt.holds !== spec.input.id) { await rts.release(spec.jobId); rt = undefined; }
     const stateDir = rts.stateDir(spec.outputStateId);
+    let phase: 'prepare_step' | 'snapshot' | 'metadata_commit' = 'prepare_step';
     try {
       await this.d.capacity?.ensure('prepare_step');
       if (!rt) {
@@ -222,6 +239,7 @@ export class PrepareWorker {
         await rts.ensurePg(rt, log, signal);
       }
       await this.runPsql(rt, step.args, prepared, root, log, signal);
+      phase = 'snapshot';
       await this.d.capacity?.ensure('snapshot');
       log('pg_ctl: stop for snapshot');
       await rts.s.containers.stopPostgres(rt.containerId, signal);
@@ -230,6 +248,7 @@ export class PrepareWorker {
       const { sizeBytes } = await rts.s.fs.run({ type: 'snapshot', backend: rts.s.backend, root: rts.s.root, runtimeDir: rt.dir, stateDir, maxDepth: rts.s.maxDepth }, signal);
       log('snapshot: complete');
       rt.holds = spec.outputStateId;
+      phase = 'metadata_commit';
       await this.d.capacity?.ensure('metadata_commit', spec.outputStateId);
       const now = Date.now();
       return {
@@ -242,7 +261,7 @@ export class PrepareWorker {
       await rts.release(spec.jobId).catch((e2: unknown) => this.d.log.error('cannot release runtime', { job: spec.jobId, error: errorText(e2) }));
       await this.removePartial(spec.outputStateId).catch((e2: unknown) => this.d.log.error('cannot remove partial state', { state: spec.outputStateId, error: errorText(e2) }));
       if (signal.aborted || hasCode(e, 'ENGINE_ABORTED')) throw new CancelledError('task cancelled');
-      throw e;
+      throw outOfSpaceError(e, phase) ?? e;
     }
   }
 

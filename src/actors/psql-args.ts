@@ -63,7 +63,11 @@ const CONNECTION_EXACT = new Set(['-h', '-p', '-U', '-d', '--host', '--port', '-
 const CONNECTION_LONG_PREFIXES = ['--host=', '--port=', '--username=', '--dbname=', '--database='];
 const CONNECTION_SHORT_PREFIXES = ['-h', '-p', '-U', '-d'];
 
-function isConnectionFlag(arg: string): boolean {
+/**
+ * True for a psql connection flag: `-h -p -U -d --host --port --username --dbname --database`, their
+ * `--x=` forms and glued short forms (`-hfoo`, `-p5432`, …). Also used by run requests.
+ */
+export function isConnectionFlag(arg: string): boolean {
   if (CONNECTION_EXACT.has(arg)) return true;
   if (CONNECTION_LONG_PREFIXES.some((p) => arg.startsWith(p))) return true;
   return arg.length > 2 && CONNECTION_SHORT_PREFIXES.some((p) => arg.startsWith(p));

@@ -58,7 +58,7 @@ export class Mailbox {
       ack: db.prepare('DELETE FROM mailbox WHERE id = ? AND lease_token = ?'),
       nack: db.prepare('UPDATE mailbox SET lease_token = NULL, lease_until = ? WHERE id = ? AND lease_token = ?'),
       sweep: db.prepare('UPDATE mailbox SET lease_token = NULL, lease_until = NULL WHERE lease_token IS NOT NULL AND lease_until < ?'),
-      releaseAll: db.prepare('UPDATE mailbox SET lease_token = NULL, lease_until = NULL'),
+      releaseAll: db.prepare('UPDATE mailbox SET lease_token = NULL, lease_until = NULL WHERE lease_token IS NOT NULL OR lease_until IS NOT NULL'),
       pendingActors: db.prepare<[], { actor_id: string }>('SELECT DISTINCT actor_id FROM mailbox'),
       deadLetter: db.prepare('INSERT INTO dead_letters (id, actor_id, payload, error, failed_ms) SELECT id, actor_id, payload, ?, ? FROM mailbox WHERE id = ?'),
       drop: db.prepare('DELETE FROM mailbox WHERE id = ?'),
@@ -70,6 +70,8 @@ export class Mailbox {
         "SELECT actor_id, kind, status, state_json, failure FROM actors WHERE status = 'active'"),
       deleteActor: db.prepare('DELETE FROM actors WHERE actor_id = ?'),
       deleteActorMail: db.prepare('DELETE FROM mailbox WHERE actor_id = ?'),
+      finishedMail: db.prepare("DELETE FROM mailbox WHERE actor_id IN (SELECT actor_id FROM actors WHERE kind = ? AND status != 'active' AND updated_ms < ?)"),
+      finishedActors: db.prepare("DELETE FROM actors WHERE kind = ? AND status != 'active' AND updated_ms < ?"),
       addWork: db.prepare('INSERT OR IGNORE INTO work (work_id, actor_id, spec_json, created_ms) VALUES (?, ?, ?, ?)'),
       delWork: db.prepare('DELETE FROM work WHERE work_id = ?'),
       allWork: db.prepare<[], { work_id: string; actor_id: string; spec_json: string }>('SELECT work_id, actor_id, spec_json FROM work ORDER BY created_ms'),
@@ -177,6 +179,14 @@ export class Mailbox {
   forgetActor(actorId: ActorId): void {
     this.s.deleteActor.run(actorId);
     this.s.deleteActorMail.run(actorId);
+  }
+
+  /** Removes finished (done or failed) actors of `kind` last updated before `beforeMs`; returns how many. */
+  forgetFinished(kind: string, beforeMs: number): number {
+    return this.tx(() => {
+      this.s.finishedMail.run(kind, beforeMs);
+      return this.s.finishedActors.run(kind, beforeMs).changes;
+    });
   }
 
   addWork(w: WorkRow): void {

@@ -60,8 +60,11 @@ export interface ContainerRuntime {
   initBase(image: string, dataDir: string, labels: Record<string, string>, signal?: AbortSignal): Promise<void>;
   /** Creates and starts a container (`sleep infinity`), starts Postgres, waits until ready over TCP. */
   start(req: StartRequest, signal?: AbortSignal): Promise<StartedContainer>;
-  /** Runs a command, streaming output chunks as they arrive; abort kills the process. */
-  exec(req: ExecRequest, onOutput: (stream: OutputStream, chunk: string) => void, signal?: AbortSignal): Promise<ExecResult>;
+  /**
+   * Runs a command, streaming output chunks as they arrive; abort kills the process. When
+   * `onOutput` returns a promise, reading further output may wait until it settles (backpressure).
+   */
+  exec(req: ExecRequest, onOutput: (stream: OutputStream, chunk: string) => void | Promise<void>, signal?: AbortSignal): Promise<ExecResult>;
   /** `pg_ctl -m fast -w stop` and verification that it stopped. */
   stopPostgres(containerId: string, signal?: AbortSignal): Promise<void>;
   /** `pg_ctl start` (with a log file) and TCP readiness. */

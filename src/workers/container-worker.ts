@@ -97,6 +97,11 @@ const READY_INTERVAL_MS = 50;
 const MARKER_ENV = 'SQLRS_EXEC_ID';
 /** Cap on output collected for internal commands and error details. */
 const OUTPUT_CAP = 64 * 1024;
+/**
+ * Output chunks handed to the consumer and not yet acknowledged; at this many the exec's stream is
+ * paused (the process then blocks on a full pipe) until the consumer catches up.
+ */
+const MAX_UNACKED_CHUNKS = 8;
 
 const INITDB_SCRIPT = [
   'set -e',
@@ -314,8 +319,12 @@ async function runExec(containerId: string, cmd: string[], opts: RunExecOptions)
         return; // a failing consumer must not break the exec
       }
       if (r instanceof Promise) {
-        const p: Promise<unknown> = r.catch(() => undefined).finally(() => deliveries.delete(p));
+        const p: Promise<unknown> = r.catch(() => undefined).finally(() => {
+          deliveries.delete(p);
+          if (deliveries.size < MAX_UNACKED_CHUNKS && stream.isPaused() && !stream.destroyed) stream.resume();
+        });
         deliveries.add(p);
+        if (deliveries.size >= MAX_UNACKED_CHUNKS && !stream.isPaused()) stream.pause();
       }
     }
   };

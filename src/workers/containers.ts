@@ -105,16 +105,23 @@ export class DockerRuntime implements ContainerRuntime {
     return this.call('container start', (api, opId) => api.start(opId, req), signal);
   }
 
-  exec(req: ExecRequest, onOutput: (stream: OutputStream, chunk: string) => void, signal?: AbortSignal): Promise<ExecResult> {
+  exec(req: ExecRequest, onOutput: (stream: OutputStream, chunk: string) => void | Promise<void>, signal?: AbortSignal): Promise<ExecResult> {
     return this.call(
       'exec',
       (api, opId) => {
-        const sink = Comlink.proxy((stream: OutputStream, chunk: string): void => {
+        const failed = (e: unknown): void => {
+          this.logger.warn('exec output consumer failed', { container: req.containerId, error: errorText(e) });
+        };
+        // A promise from the consumer is handed back to the worker, which stops reading output
+        // while too many chunks are unacknowledged (backpressure).
+        const sink = Comlink.proxy((stream: OutputStream, chunk: string): void | Promise<void> => {
           try {
-            onOutput(stream, chunk);
+            const r = onOutput(stream, chunk);
+            if (r instanceof Promise) return r.catch(failed);
           } catch (e) {
-            this.logger.warn('exec output consumer failed', { container: req.containerId, error: errorText(e) });
+            failed(e);
           }
+          return undefined;
         });
         return api.exec(opId, req, sink);
       },

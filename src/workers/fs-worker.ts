@@ -16,7 +16,9 @@ import {
   removeRuntime,
   removeState,
   removeTree,
+  remountRuntime,
   snapshot,
+  unmountTree,
   verifyState,
 } from './snapshot.js';
 
@@ -39,6 +41,8 @@ async function dispatch(task: FsTask): Promise<FsResponse> {
     case 'measure': return ok<'measure'>(await measure(task));
     case 'remove-tree': return ok<'remove-tree'>(await removeTree(task));
     case 'list-mounts': return ok<'list-mounts'>(await listMounts(task));
+    case 'unmount': return ok<'unmount'>(await unmountTree(task));
+    case 'remount-runtime': return ok<'remount-runtime'>(await remountRuntime(task));
     default: return assertNever(task, 'fs task');
   }
 }

@@ -54,7 +54,9 @@ export type FsTask =
   | { type: 'copy-tree'; src: string; dest: string }
   | { type: 'measure'; path: string }
   | { type: 'remove-tree'; path: string }
-  | { type: 'list-mounts'; under: string };
+  | { type: 'list-mounts'; under: string }
+  | { type: 'remount-runtime'; root: string; runtimeDir: string }
+  | { type: 'unmount'; path: string };
 
 /** What a runtime is cloned from. */
 export type CloneSource = { kind: 'base'; baseDir: string } | { kind: 'state'; stateDir: string };
@@ -72,6 +74,10 @@ export interface FsTaskOutput {
   measure: { bytes: number; files: number };
   'remove-tree': { removed: boolean };
   'list-mounts': { mounts: string[] };
+  /** `remounted`: an overlay runtime's `merged` was not mounted and has been mounted again. */
+  'remount-runtime': { mountDir: string; remounted: boolean };
+  /** How many mounts were found at or below `path` (all are unmounted). */
+  unmount: { unmounted: number };
 }
 
 /** Envelope returned by the worker: errors travel as data, never as thrown class instances. */

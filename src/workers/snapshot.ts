@@ -370,6 +370,15 @@ async function unmountAllBelow(dir: string, signal: AbortSignal | undefined): Pr
   if (mounts.length > 0) throw new SnapshotError(`cannot unmount ${mounts.join(', ')}`);
 }
 
+/** Unmounts everything at or below `path`, deepest first; never removes a file. */
+export async function unmountTree(args: FsArgs<'unmount'>, opts: OpOptions = {}): Promise<FsTaskOutput['unmount']> {
+  return guard(`unmount ${args.path}`, async () => {
+    const { mounts } = await listMounts({ under: args.path });
+    if (mounts.length > 0) await unmountAllBelow(await canonical(args.path), opts.signal);
+    return { unmounted: mounts.length };
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // btrfs
 
@@ -838,6 +847,42 @@ async function snapshotInto(args: FsArgs<'snapshot'>, data: string, signal: Abor
       return lowers;
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Remount
+
+/**
+ * Makes an existing runtime usable again after its container went away, and returns its mount dir.
+ * An overlay runtime (it has `lowers.json`) whose `merged` is no longer mounted (e.g. after a host
+ * reboot) is mounted again from the recorded lower stack and its own upper/work dirs; a mounted one is
+ * left alone. A copy/btrfs runtime needs nothing: its mount dir is `data`.
+ * @throws SnapshotError when the runtime dir, its data, upper layer or a lower layer is missing.
+ */
+export async function remountRuntime(args: FsArgs<'remount-runtime'>, opts: OpOptions = {}): Promise<FsTaskOutput['remount-runtime']> {
+  return guard(`remount runtime ${args.runtimeDir}`, async () => {
+    const rt = path.resolve(args.runtimeDir);
+    if (!(await isDirectory(rt))) throw new SnapshotError(`runtime dir is missing: ${rt}`);
+    if ((await lstatOrUndefined(path.join(rt, RUNTIME_LOWERS))) === undefined) {
+      const data = path.join(rt, 'data');
+      if (!(await isDirectory(data))) throw new SnapshotError(`runtime has no data directory: ${data}`);
+      return { mountDir: data, remounted: false };
+    }
+    const merged = path.join(rt, 'merged');
+    if (await isMountPoint(merged)) return { mountDir: merged, remounted: false };
+    const lowers = await readRuntimeLowers(rt);
+    const absLowers = lowers.map((l) => path.resolve(args.root, l));
+    for (let i = 0; i < absLowers.length; i++) {
+      if (!(await isDirectory(absLowers[i] as string))) throw new SnapshotError(`lower layer missing: ${lowers[i]}`);
+    }
+    const upper = path.join(rt, 'upper');
+    if (!(await isDirectory(upper))) throw new SnapshotError(`overlay runtime has no upper layer: ${upper}`);
+    const work = path.join(rt, 'work');
+    await fsp.mkdir(work, { recursive: true, mode: 0o700 });
+    await fsp.mkdir(merged, { recursive: true, mode: 0o700 });
+    await mountOverlay(absLowers, upper, work, merged, opts.signal);
+    return { mountDir: merged, remounted: true };
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
