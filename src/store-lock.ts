@@ -1,9 +1,10 @@
 /**
  * One engine per state store: an exclusive lock file `<root>/engine.lock` holding the owner's pid
- * and process start time. Creation is O_EXCL; a lock whose owner is gone (or whose pid now belongs
- * to a different process) is stale and taken over, so a crash never blocks the next start.
+ * and process start time. Creation is atomic (hard link of a fully written file); a lock whose
+ * owner is gone (or whose pid now belongs to a different process) is stale and taken over, so a
+ * crash never blocks the next start.
  */
-import { closeSync, openSync, readFileSync, unlinkSync, writeSync, fsyncSync } from 'node:fs';
+import { closeSync, linkSync, openSync, readFileSync, unlinkSync, writeSync, fsyncSync } from 'node:fs';
 import { join } from 'node:path';
 import { StoreLockedError } from './errors.js';
 
@@ -27,12 +28,23 @@ export interface StoreLock { path: string; release(): void }
 export function lockStore(root: string): StoreLock {
   const path = join(root, 'engine.lock');
   const me = `${process.pid} ${processStartTime(process.pid) ?? '0'}\n`;
+  // The lock appears with its content in one step (written to a private file, then hard-linked
+  // into place; `link` fails if the lock exists), so another starter never reads it half-written
+  // and mistakes it for a stale lock.
+  const mine = `${path}.${process.pid}`;
+  const fd = openSync(mine, 'w', 0o600);
+  try { writeSync(fd, me); fsyncSync(fd); } finally { closeSync(fd); }
+  try {
+    return take(path, mine, me, root);
+  } finally {
+    try { unlinkSync(mine); } catch { /* already gone */ }
+  }
+}
+
+function take(path: string, mine: string, me: string, root: string): StoreLock {
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
-      const fd = openSync(path, 'wx', 0o600);
-      writeSync(fd, me);
-      fsyncSync(fd);
-      closeSync(fd);
+      linkSync(mine, path);
       let released = false;
       return {
         path,

@@ -5,13 +5,22 @@
  */
 import type { ContainerRuntime } from '../workers/container-types.js';
 import type { Logger } from '../log.js';
-import { errorText } from '../errors.js';
+import { ContainerError, errorText } from '../errors.js';
 
 export const CONNECTIONS_SQL =
   "select count(*) from pg_stat_activity where backend_type = 'client backend' and pid <> pg_backend_pid()";
 
 /** How long one count may take before it is abandoned. */
 const COUNT_TIMEOUT_MS = 30_000;
+
+/** Resolves like `p`, or rejects after `ms`. */
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ContainerError(`${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
 
 /**
  * Number of client sessions connected to the instance's Postgres.
@@ -21,7 +30,7 @@ const COUNT_TIMEOUT_MS = 30_000;
 export async function countConnections(containers: ContainerRuntime, containerId: string | null, log: Logger): Promise<number> {
   if (!containerId) return 0;
   try {
-    if (!(await containers.isRunning(containerId))) return 0;
+    if (!(await withTimeout(containers.isRunning(containerId), COUNT_TIMEOUT_MS, 'container inspect'))) return 0;
   } catch (e) {
     log.warn('cannot inspect instance container; counting no connections', { container: containerId, error: errorText(e) });
     return 0;

@@ -232,7 +232,8 @@ export class RunWorker {
         produced = true;
         return ch.output(stream, chunk);
       }, sig);
-      if (this.gone(spec.instanceId) && !(await this.running(spec.containerId))) throw new ConflictError('instance is being deleted');
+      // A command cut short by the instance's deletion reports the deletion, not its exit code.
+      if (r.exitCode !== 0 && this.gone(spec.instanceId)) throw new ConflictError('instance is being deleted');
       return { type: 'exit', exitCode: r.exitCode };
     } catch (e) {
       if (sig.aborted) {

@@ -78,6 +78,9 @@ type AnyBehavior = ActorBehavior<any, any, any, any>;
 
 export type RuntimeStatus = 'created' | 'running' | 'draining' | 'stopped';
 
+/** Longest stretch of message handling before the runtime yields to the event loop. */
+const DRAIN_SLICE_MS = 20;
+
 export interface RuntimeOptions {
   /** Attempts per message before the actor is failed. @default 3 */
   maxAttempts?: number;
@@ -192,9 +195,19 @@ export class ActorRuntime {
   private drain(): void {
     if (this.draining) return;
     this.draining = true;
+    // Handle messages for at most one slice, then yield to the event loop (HTTP, timers, work
+    // results) and continue in a later turn: a long backlog must not starve everything else.
+    const sliceEnd = Date.now() + DRAIN_SLICE_MS;
     try {
       // Round-robin one message per actor per pass, for fairness.
       while (this.ready.size > 0 && this.status === 'running') {
+        if (Date.now() >= sliceEnd) {
+          if (!this.scheduled) {
+            this.scheduled = true;
+            setImmediate(() => { this.scheduled = false; this.drain(); });
+          }
+          return;
+        }
         for (const actorId of [...this.ready]) {
           const env = this.mailbox.claimNext(actorId);
           if (!env) {

@@ -153,16 +153,20 @@ t.test('ping returns the daemon version', needsDocker, async (t) => {
 
 t.test('resolveImage gives the image id of a local-only image without pulling', needsDocker, async (t) => {
   const info = await docker.getImage(IMAGE).inspect();
-  t.same(info.RepoDigests ?? [], [], 'the test image has no repo digests');
+  const digests = info.RepoDigests ?? [];
   const before = lines.length;
   const r = await rt.resolveImage(IMAGE);
-  t.equal(r.resolvedId, info.Id);
-  t.match(r.resolvedId, /^sha256:[0-9a-f]{64}$/);
+  if (digests.length === 0) {
+    // Docker: an imported image has no repo digest, so its id identifies it.
+    t.equal(r.resolvedId, info.Id);
+    t.match(r.resolvedId, /^sha256:[0-9a-f]{64}$/);
+  } else {
+    // Podman gives local images a `localhost/…@sha256:…` digest, which is then preferred.
+    t.equal(r.resolvedId, digests[0]);
+  }
   t.equal(r.uid, 999);
   t.equal(r.gid, 999);
   t.notOk(lines.slice(before).some((l) => l.includes('pulling image')), 'no pull was attempted');
-  const probes = await docker.listContainers({ all: true, filters: JSON.stringify({ label: [`${LABEL_ROLE}=probe`] }) });
-  t.equal(probes.length, 0, 'the probe container is removed');
 });
 
 t.test('resolveImage of an image that is missing and cannot be pulled fails with cannot resolve image', needsDocker, async (t) => {

@@ -95,7 +95,6 @@ t.test('image has the postgres user 999:999 and the tools the engine runs', need
     Entrypoint: ['sleep'],
     Cmd: ['infinity'],
     Labels: { 'dev.sqlrs.role': 'smoke-test' },
-    HostConfig: { Init: true },
   });
   t.teardown(() => c.remove({ force: true, v: true }).catch(() => undefined));
   await c.start();
