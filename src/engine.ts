@@ -42,6 +42,12 @@ export interface Capability {
   name: string;
   /** Called after the runtime is built, before it starts (register behaviours). */
   init?(e: Engine): void | Promise<void>;
+  /**
+   * Called once the listener is up and engine.json written, before the actor runtime starts:
+   * crash recovery that must finish before outstanding work is redispatched (start-up hygiene).
+   * Requests arriving meanwhile only enqueue persistent messages.
+   */
+  recover?(e: Engine): void | Promise<void>;
   /** Called after recovery, once the runtime runs. */
   started?(e: Engine): void | Promise<void>;
   handlers?(e: Engine): CapabilityHandlers;
@@ -115,8 +121,6 @@ export class Engine {
       this.config.onChange(applyLevel);
       this.runtime = new ActorRuntime(this.mailbox, this.clock, this.log.child({ c: 'actors' }));
       for (const c of this.capabilities) await c.init?.(this);
-      this.runtime.start();
-      for (const c of this.capabilities) await c.started?.(this);
       const handlers: CapabilityHandlers = {};
       const websockets: Record<string, WebSocketBehavior<never>> = {};
       for (const c of this.capabilities) {
@@ -140,9 +144,12 @@ export class Engine {
         version: this.version,
         instanceId: this.instanceId,
       });
+      this.log.info('engine listening', { endpoint: `${host}:${this.port}` });
+      for (const c of this.capabilities) await c.recover?.(this);
+      this.runtime.start();
+      for (const c of this.capabilities) await c.started?.(this);
       this.armIdle();
       this.setStatus('running');
-      this.log.info('engine listening', { endpoint: `${host}:${this.port}` });
     } catch (e) {
       this.log.error('engine start failed', { error: errorText(e) });
       await this.teardown();

@@ -75,19 +75,20 @@ export class PrepareCapability implements Capability {
     this.fs = new FsPool({ logger: e.log.child({ c: 'fs' }), maxThreads: 2 });
     const cfg = e.config.effective();
     this.containers = this.opts.containers ?? new DockerRuntime({ socketPath: containerSocket(cfg.containerRuntime), logger: e.log.child({ c: 'containers' }) });
-    try {
-      const v = await this.containers.ping();
-      log.info('container runtime ready', { version: v.version, api: v.apiVersion });
-    } catch (err) {
-      // Not fatal: read endpoints still work; prepares fail with a clear error until it answers.
-      log.error('container runtime is not reachable', { error: errorText(err) });
-    }
+    // Not awaited and not fatal: read endpoints work without it; prepares fail with a clear error.
+    this.containers.ping().then(
+      (v) => log.info('container runtime ready', { version: v.version, api: v.apiVersion }),
+      (err: unknown) => log.error('container runtime is not reachable', { error: errorText(err) }),
+    );
     this.backend = await this.chooseBackend(cfg.snapshotBackend);
     log.info('snapshot backend', { backend: this.backend });
     this.runtimes = new Runtimes({ root: e.root, store: e.store, fs: this.fs, containers: this.containers, backend: this.backend, log, maxDepth: this.opts.maxDepth ?? 16 });
     this.worker = new PrepareWorker({ store: e.store, hub: this.hub, runtimes: this.runtimes, log });
-    await this.hygiene();
     e.runtime.register(this.behavior());
+  }
+
+  async recover(): Promise<void> {
+    await this.hygiene();
   }
 
   private async chooseBackend(mode: string): Promise<SnapshotBackendKind> {
