@@ -17,21 +17,27 @@ export async function cli(argv: string[]): Promise<void> {
   const stateStore = (process.env['SQLRS_STATE_STORE'] ?? '').trim();
   const engine = new Engine({ flags, ...(stateStore ? { stateStore } : {}), logToStderr: process.stderr.isTTY === true });
   installCapabilities(engine);
+  // Handlers go in first: engine.json appears before start-up finishes, so a signal may arrive
+  // while it is still under way; shutdown then waits for start() to settle.
+  let signalled = false;
+  let starting: Promise<void> = Promise.resolve();
+  const onSignal = (sig: string): void => {
+    if (signalled) return;
+    signalled = true;
+    void starting.catch(() => {}).then(() => {
+      engine.log.info('signal received; shutting down', { signal: sig });
+      return engine.close();
+    });
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
   try {
-    await engine.start();
+    starting = engine.start();
+    await starting;
   } catch (e) {
     process.stderr.write(`sqlrs-engine: ${errorText(e)}\n`);
     process.exit(exitCodeFor(e));
   }
-  let signalled = false;
-  const onSignal = (sig: string): void => {
-    if (signalled) return;
-    signalled = true;
-    engine.log.info('signal received; shutting down', { signal: sig });
-    void engine.close();
-  };
-  process.on('SIGINT', () => onSignal('SIGINT'));
-  process.on('SIGTERM', () => onSignal('SIGTERM'));
   await engine.stopped;
   process.exit(0);
 }

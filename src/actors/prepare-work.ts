@@ -5,6 +5,7 @@
  */
 import { dirname, join, relative, sep, posix } from 'node:path';
 import { readdir, rename } from 'node:fs/promises';
+import { statSync } from 'node:fs';
 import type { Logger } from '../log.js';
 import type { Store, JobEvent } from '../mailbox/store.js';
 import type { EventHub } from './events-hub.js';
@@ -105,12 +106,24 @@ export class PrepareWorker {
 
   private async resolve(spec: Extract<PrepareWork, { kind: 'resolve' }>, signal: AbortSignal): Promise<ResolveResult> {
     try {
-      const r = await this.d.runtimes.s.containers.resolveImage(spec.image, signal);
+      const r = await this.d.runtimes.s.containers.resolveImage(spec.image, signal, this.knownUsers());
       return { resolvedId: r.resolvedId, uid: r.uid, gid: r.gid };
     } catch (e) {
       if (signal.aborted) throw new CancelledError();
       throw new InternalError('cannot resolve image', { details: errorText(e), cause: e });
     }
+  }
+
+  /** postgres uid/gid per resolved image, read from the owners of initialised base data dirs. */
+  private knownUsers(): Record<string, { uid: number; gid: number }> {
+    const out: Record<string, { uid: number; gid: number }> = {};
+    for (const b of this.d.store.allBases()) {
+      try {
+        const st = statSync(join(b.dir, 'data', 'pgdata'));
+        out[b.image_id] = { uid: st.uid, gid: st.gid };
+      } catch { /* base not usable: the probe decides */ }
+    }
+    return out;
   }
 
   private prepared(req: PrepareRequest): PsqlPrepared {

@@ -54,8 +54,11 @@ export interface ContainerSummary { id: string; name: string; labels: Record<str
 export interface ContainerRuntime {
   /** Checks the daemon answers; throws ContainerError with a clear message otherwise. */
   ping(): Promise<{ version: string; apiVersion: string }>;
-  /** Resolves an image ref without pulling when it exists locally. */
-  resolveImage(ref: string, signal?: AbortSignal): Promise<ImageResolution>;
+  /**
+   * Resolves an image ref without pulling when it exists locally.
+   * @param knownUsers postgres uid/gid already known per resolved id (skips the probe container).
+   */
+  resolveImage(ref: string, signal?: AbortSignal, knownUsers?: Record<string, { uid: number; gid: number }>): Promise<ImageResolution>;
   /** Runs initdb (`--username=sqlrs`, trust auth) into `dataDir/pgdata` with a one-shot container. */
   initBase(image: string, dataDir: string, labels: Record<string, string>, signal?: AbortSignal): Promise<void>;
   /** Creates and starts a container (`sleep infinity`), starts Postgres, waits until ready over TCP. */

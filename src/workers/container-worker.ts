@@ -75,7 +75,7 @@ export interface ContainerWorkerApi {
   init(opts: WorkerInit): void;
   abort(opId: number): void;
   ping(): Promise<Outcome<{ version: string; apiVersion: string }>>;
-  resolveImage(opId: number, ref: string): Promise<Outcome<ImageResolution>>;
+  resolveImage(opId: number, ref: string, knownUsers?: Record<string, { uid: number; gid: number }>): Promise<Outcome<ImageResolution>>;
   initBase(opId: number, image: string, dataDir: string, labels: Record<string, string>): Promise<Outcome<null>>;
   start(opId: number, req: StartRequest): Promise<Outcome<StartedContainer>>;
   exec(opId: number, req: ExecRequest, onOutput: OutputSink): Promise<Outcome<ExecResult>>;
@@ -91,8 +91,6 @@ export interface ContainerWorkerApi {
 
 const PG_LOG = '/tmp/postgres.log';
 const PG_PORT = '5432';
-const READY_DEADLINE_MS = 15_000;
-const READY_INTERVAL_MS = 50;
 /** Environment marker put on every exec so an aborted one can be found (with its children). */
 const MARKER_ENV = 'SQLRS_EXEC_ID';
 /** Cap on output collected for internal commands and error details. */
@@ -571,32 +569,8 @@ async function pgStart(containerId: string, signal: AbortSignal): Promise<void> 
       details: `pg_ctl start exited ${r.exitCode}: ${r.output.trim()}\n--- ${PG_LOG} ---\n${await logTail(containerId)}`,
     });
   }
-  await waitReady(containerId, signal);
-}
-
-async function waitReady(containerId: string, signal: AbortSignal): Promise<void> {
-  const deadline = Date.now() + READY_DEADLINE_MS;
-  let last = '';
-  for (;;) {
-    throwIfAborted(signal, 'postgres readiness wait');
-    const r = await runExec(containerId, ['pg_isready', '-h', '127.0.0.1', '-p', PG_PORT, '-U', 'sqlrs', '-d', 'postgres'], {
-      user: 'postgres',
-      signal,
-      collect: true,
-    });
-    if (r.exitCode === 0) return;
-    last = `pg_isready exited ${r.exitCode}: ${r.output.trim()}`;
-    if (Date.now() >= deadline) {
-      throw new ContainerError('postgres readiness timed out', {
-        details: `${last}\n--- ${PG_LOG} ---\n${await logTail(containerId)}`,
-      });
-    }
-    try {
-      await delay(READY_INTERVAL_MS, undefined, { signal });
-    } catch {
-      throw new AbortedError('postgres readiness wait aborted');
-    }
-  }
+  // `pg_ctl -w start` returns once postmaster.pid reports "ready", i.e. the listeners are up:
+  // a separate readiness probe would only cost another exec round trip.
 }
 
 async function pgStop(containerId: string, signal: AbortSignal): Promise<void> {
@@ -605,6 +579,8 @@ async function pgStop(containerId: string, signal: AbortSignal): Promise<void> {
     signal,
     collect: true,
   });
+  // `pg_ctl -w stop` exits 0 only once postmaster.pid is gone; check the status only otherwise.
+  if (stop.exitCode === 0) return;
   const status = await runExec(containerId, ['pg_ctl', '-D', PGDATA, 'status'], { user: 'postgres', signal, collect: true });
   // pg_ctl status: 0 = running, 3 = not running, 4 = no accessible data directory.
   if (status.exitCode !== 3) {
@@ -705,7 +681,7 @@ const api: ContainerWorkerApi = {
     });
   },
 
-  resolveImage(opId, ref) {
+  resolveImage(opId, ref, knownUsers) {
     return operation(opId, 'image resolution', async (signal) => {
       let info = await inspectImage(ref);
       if (info === undefined) {
@@ -722,7 +698,7 @@ const api: ContainerWorkerApi = {
         const repo = repoOf(ref);
         resolvedId = digests.find((d) => repoOf(d) === repo) ?? digests[0] ?? info.Id;
       }
-      const ids = await postgresIds(info.Id, signal);
+      const ids = knownUsers?.[resolvedId] ?? await postgresIds(info.Id, signal);
       return { resolvedId, uid: ids.uid, gid: ids.gid };
     });
   },

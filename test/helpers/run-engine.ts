@@ -54,6 +54,9 @@ export interface PostStream {
   ended: Promise<string>;
   /** Closes the connection from the client side. */
   close(): void;
+  /** Stops / resumes reading the response (a slow client). */
+  pause(): void;
+  resume(): void;
 }
 
 /** Sends a POST with a JSON body and resolves once the response headers arrive. */
@@ -104,7 +107,12 @@ export function postStream(eng: EngineProcess, path: string, body: unknown, head
           await new Promise<void>((w) => waiters.push(w));
         }
       }
-      res({ status: r.statusCode ?? 0, headers: r.headers, events, ended, close: () => { req.destroy(); finish(); } });
+      res({
+        status: r.statusCode ?? 0, headers: r.headers, events, ended,
+        close: () => { req.destroy(); finish(); },
+        pause: () => { r.pause(); },
+        resume: () => { r.resume(); },
+      });
     });
     req.setTimeout(600_000);
     req.on('error', rej);
@@ -190,8 +198,12 @@ export async function scrub(dir: string, store: string): Promise<void> {
  */
 export async function startRunEngine(t: { teardown(fn: () => void | Promise<void>): void }, opts: StartOptions & { keepDir?: boolean } = {}): Promise<EngineProcess> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'sqlrs-run-test-'));
-  const eng = await startEngine(undefined, { ...opts, dir, idleTimeout: opts.idleTimeout ?? '0', startTimeoutMs: opts.startTimeoutMs ?? 60_000 });
+  // The CLI's idle timeout (2m0s) stays on, so an engine orphaned by a killed test process ends itself.
+  const eng = await startEngine(undefined, { ...opts, dir, startTimeoutMs: opts.startTimeoutMs ?? 60_000 });
+  const killOnExit = (): void => { eng.proc.kill('SIGKILL'); };
+  process.once('exit', killOnExit);
   t.teardown(async () => {
+    process.removeListener('exit', killOnExit);
     if (eng.proc.exitCode === null && eng.proc.signalCode === null) {
       try {
         const list = await eng.fetch('/v1/instances', { timeoutMs: 10_000 });

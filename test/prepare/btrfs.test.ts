@@ -4,7 +4,7 @@ import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { needDocker } from '../helpers/prepare.js';
-import { prepareSuite } from './suite.js';
+import { prepareSuite } from '../helpers/prepare-suite.js';
 
 /** A loop-mounted btrfs filesystem for the state store, removed when the file's tests end. */
 function btrfsLoop(): string {

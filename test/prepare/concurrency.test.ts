@@ -2,7 +2,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { needDocker, startPrepEngine, submit, waitJob, prepare, psqlAt, type JobOutcome } from '../helpers/prepare.js';
-import { assertNoOrphans } from './suite.js';
+import { assertNoOrphans } from '../helpers/prepare-suite.js';
 
 function span(o: JobOutcome, task: string): [number, number] {
   const run = o.events.find((e) => e.type === 'task' && e.task_id === task && e.status === 'running');

@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startEngine } from '../helpers/engine.js';
 import { needDocker, startPrepEngine, submit, waitJob, prepare, psqlAt, wipe } from '../helpers/prepare.js';
-import { assertNoOrphans } from './suite.js';
+import { assertNoOrphans } from '../helpers/prepare-suite.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -8,7 +8,7 @@ import type { Test } from 'tap';
 import {
   startPrepEngine, prepare, submit, waitJob, psqlAt, entries, ranTasks, storeContainers, mountsUnder,
   type PrepEngine, type JobOutcome,
-} from '../helpers/prepare.js';
+} from './prepare.js';
 
 export interface SuiteOptions {
   backend: 'copy' | 'overlay' | 'btrfs';
