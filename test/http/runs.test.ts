@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import {
@@ -142,6 +142,32 @@ async function suite(): Promise<void> {
     t.ok(r.body.split('\n').every((l) => Buffer.byteLength(l) <= 64 * 1024), 'every line fits a 64 KiB line reader');
   });
 
+  t.test('a slow client pauses the command instead of the engine buffering its output', async (t) => {
+    const rows = 50_000;
+    const s = await postStream(eng, '/v1/runs', { instance_ref: A, kind: 'psql', args: ['-At', '-c', `select repeat('x', 1000) from generate_series(1, ${rows})`] });
+    t.equal(s.status, 200);
+    s.pause();
+    await delay(3000);
+    const cid = await runtimeIdOf(eng, A);
+    const top = await docker.getContainer(cid).top({ ps_args: '-eo pid,args' }) as { Processes?: string[][] };
+    t.ok((top.Processes ?? []).some((p) => p.join(' ').includes('generate_series')), 'psql is still writing, held back by the unread output');
+    s.resume();
+    let bytes = 0;
+    let lines = 0;
+    let exit: number | undefined;
+    for await (const e of s.events()) {
+      if (e.event.type === 'stdout') {
+        const d = String(e.event['data']);
+        bytes += d.length;
+        for (let i = d.indexOf('\n'); i >= 0; i = d.indexOf('\n', i + 1)) lines++;
+      }
+      if (e.event.type === 'exit') exit = Number(e.event['exit_code']);
+    }
+    t.equal(exit, 0);
+    t.equal(lines, rows, 'every row arrived');
+    t.equal(bytes, rows * 1001, 'every byte arrived');
+  });
+
   t.test('run on an instance whose container was removed recreates it and keeps the data', async (t) => {
     await query(eng, A, 'insert into t values (7)');
     const before = await runtimeIdOf(eng, A);
@@ -172,6 +198,12 @@ async function suite(): Promise<void> {
     t.equal(dataOf(r, 'stdout'), '7\n', overlay ? 'the overlay was mounted again' : 'the data is there');
     t.not(await runtimeIdOf(eng, A), before);
     await t.rejects(docker.getContainer(before).inspect(), 'the stale container was removed');
+    if (overlay) {
+      const mounted = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === join(dir, 'merged'));
+      t.ok(mounted, 'merged is mounted again');
+    } else {
+      t.comment('the store does not use the overlay backend: no remount to check');
+    }
   });
 
   t.test('client disconnect kills the command and ends its query', async (t) => {
