@@ -88,6 +88,12 @@ export interface RuntimeOptions {
   retryBaseMs?: number;
   /** Lease sweep interval. @default 10000 */
   sweepMs?: number;
+  /**
+   * Work items executing at once; more wait in FIFO order (their outbox rows are persisted, so
+   * waiting work survives a crash). Bounds container and snapshot load under bursts of jobs.
+   * @default 16
+   */
+  maxConcurrentWork?: number;
 }
 
 export class ActorRuntime {
@@ -103,6 +109,9 @@ export class ActorRuntime {
   private readonly retryBaseMs: number;
   private readonly sweepMs: number;
   private idleWaiters: (() => void)[] = [];
+  private readonly maxWork: number;
+  private activeWorkSlots = 0;
+  private slotWaiters: (() => void)[] = [];
 
   constructor(
     private readonly mailbox: Mailbox,
@@ -113,6 +122,28 @@ export class ActorRuntime {
     this.maxAttempts = opts.maxAttempts ?? 3;
     this.retryBaseMs = opts.retryBaseMs ?? 100;
     this.sweepMs = opts.sweepMs ?? 10_000;
+    this.maxWork = opts.maxConcurrentWork ?? 16;
+  }
+
+  /** Waits for a work slot; rejects if `signal` aborts first. */
+  private acquireSlot(signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.reject(signal.reason instanceof Error ? signal.reason : new CancelledError('task cancelled'));
+    if (this.activeWorkSlots < this.maxWork) { this.activeWorkSlots++; return Promise.resolve(); }
+    return new Promise((resolve, reject) => {
+      const granted = (): void => { signal.removeEventListener('abort', onAbort); resolve(); };
+      const onAbort = (): void => {
+        this.slotWaiters = this.slotWaiters.filter((f) => f !== granted);
+        reject(signal.reason instanceof Error ? signal.reason : new CancelledError('task cancelled'));
+      };
+      this.slotWaiters.push(granted);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** Hands the slot to the next waiter, or frees it. */
+  private releaseSlot(): void {
+    const next = this.slotWaiters.shift();
+    if (next) next(); else this.activeWorkSlots--;
   }
 
   get state(): RuntimeStatus { return this.status; }
@@ -321,7 +352,13 @@ export class ActorRuntime {
     const done = (async () => {
       let msg: SystemMessage;
       try {
-        const result = await b.perform(spec, ctrl.signal, actorId);
+        await this.acquireSlot(ctrl.signal);
+        let result: unknown;
+        try {
+          result = await b.perform(spec, ctrl.signal, actorId);
+        } finally {
+          this.releaseSlot();
+        }
         msg = { type: '$work', workId, ok: true, result };
       } catch (e) {
         msg = { type: '$work', workId, ok: false, error: serializeError(e) };

@@ -413,3 +413,20 @@ t.test('runtime on restart redispatches outbox work and redelivers unacknowledge
   t.same(effects(f.db, A).map((e) => e.n), [2, 40], 'each domain effect exactly once');
   t.same(f.mb.pendingWork(), [], 'outbox empty at the end');
 });
+
+t.test('runtime runs at most maxConcurrentWork work items at once; the rest wait and can be aborted while waiting', async (t) => {
+  const f = fixture(t, { runtime: { maxConcurrentWork: 2 } });
+  f.rt.start();
+  for (const id of ['w1', 'w2', 'w3', 'w4']) f.rt.send(A, { type: 'work', id, spec: { kind: 'wait' } });
+  await until('two started', () => f.probe.performed.length === 2);
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(f.probe.performed.length, 2, 'the other two wait for a slot');
+  t.equal(f.mb.pendingWork().length, 4, 'waiting work is in the outbox');
+  f.rt.send(A, { type: 'abort', id: 'w4' });
+  await until('w4 aborted', () => stateOf(f, A)?.work['w4'] !== undefined);
+  t.same(stateOf(f, A)?.work['w4'], { ok: false, code: 'cancelled', message: 'task cancelled' }, 'a waiting item aborts without running');
+  f.rt.send(A, { type: 'abort', id: 'w1' });
+  await until('w3 started in the freed slot', () => f.probe.performed.length === 3);
+  t.same(f.probe.performed.map((p) => (p.spec.kind)), ['wait', 'wait', 'wait']);
+  t.notOk(f.probe.performed.length > 3, 'w4 never ran');
+});
