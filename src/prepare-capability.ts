@@ -8,7 +8,7 @@ import type { Capability, Engine } from './engine.js';
 import { FsPool } from './workers/pool.js';
 import { DockerRuntime } from './workers/containers.js';
 import type { ContainerRuntime } from './workers/container-types.js';
-import { LABEL_INSTANCE, LABEL_STORE } from './workers/container-types.js';
+import { LABEL_INSTANCE, LABEL_ROLE, LABEL_STORE } from './workers/container-types.js';
 import type { SnapshotBackendKind } from './workers/protocol.js';
 import { Runtimes } from './actors/runtimes.js';
 import { PrepareWorker } from './actors/prepare-work.js';
@@ -111,6 +111,13 @@ export class PrepareCapability implements Capability {
         const row = inst ? e.store.getInstance(inst) : undefined;
         if (!row || row.runtime_id !== c.id) {
           log.warn('removing orphaned container', { id: c.id, name: c.name });
+          await this.containers.remove(c.id);
+        }
+      }
+      // One-shot probe containers carry no store label; an exited one is never needed again.
+      for (const c of await this.containers.list({ [LABEL_ROLE]: 'probe' })) {
+        if (!c.running) {
+          log.warn('removing leftover probe container', { id: c.id });
           await this.containers.remove(c.id);
         }
       }

@@ -106,7 +106,8 @@ export class PrepareWorker {
 
   private async resolve(spec: Extract<PrepareWork, { kind: 'resolve' }>, signal: AbortSignal): Promise<ResolveResult> {
     try {
-      const r = await this.d.runtimes.s.containers.resolveImage(spec.image, signal, this.knownUsers());
+      // Unknown ids are learnt from initdb when the base is made (no probe container).
+      const r = await this.d.runtimes.s.containers.resolveImage(spec.image, signal, this.knownUsers(), false);
       return { resolvedId: r.resolvedId, uid: r.uid, gid: r.gid };
     } catch (e) {
       if (signal.aborted) throw new CancelledError();
@@ -241,12 +242,13 @@ export class PrepareWorker {
       if (!rt) {
         if (spec.input.kind === 'image') {
           log(`docker: init base ${spec.resolvedImage}`);
-          const baseDir = await rts.ensureBase(spec.resolvedImage, spec.uid, spec.gid, log, signal);
-          rt = await rts.create(spec.jobId, spec.resolvedImage, { kind: 'base', baseDir }, spec.input.id, spec.uid, spec.gid, mounts, log, signal);
+          const base = await rts.ensureBase(spec.resolvedImage, spec.uid, spec.gid, log, signal);
+          rt = await rts.create(spec.jobId, spec.resolvedImage, { kind: 'base', baseDir: base.baseDir }, spec.input.id, base.uid, base.gid, mounts, log, signal);
         } else {
           const parent = this.d.store.getState(spec.input.id);
           if (!parent) throw new InternalError('input state not found', { details: spec.input.id });
-          rt = await rts.create(spec.jobId, spec.resolvedImage, { kind: 'state', stateDir: parent.dir }, spec.input.id, spec.uid, spec.gid, mounts, log, signal);
+          const o = await rts.owner(spec.resolvedImage, spec.uid, spec.gid, log, signal);
+          rt = await rts.create(spec.jobId, spec.resolvedImage, { kind: 'state', stateDir: parent.dir }, spec.input.id, o.uid, o.gid, mounts, log, signal);
         }
       } else {
         await rts.ensurePg(rt, log, signal);
@@ -322,7 +324,8 @@ export class PrepareWorker {
       } else {
         const st = this.d.store.getState(spec.stateId);
         if (!st) throw new InternalError('input state not found', { details: spec.stateId });
-        rt = await rts.create(spec.jobId, spec.resolvedImage, { kind: 'state', stateDir: st.dir }, spec.stateId, spec.uid, spec.gid, [], log, signal);
+        const o = await rts.owner(spec.resolvedImage, spec.uid, spec.gid, log, signal);
+        rt = await rts.create(spec.jobId, spec.resolvedImage, { kind: 'state', stateDir: st.dir }, spec.stateId, o.uid, o.gid, [], log, signal);
       }
       rts.detach(spec.jobId);
       return { instanceId: rt.instanceId, containerId: rt.containerId, port: rt.port, dir: rt.dir, createdAt: rfc3339Nano() };

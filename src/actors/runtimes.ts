@@ -5,7 +5,8 @@
  * hygiene does not clean: a runtime that did not become an instance is never reused after restart.
  */
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { statSync } from 'node:fs';
+import { chmod, chown } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import type { Store } from '../mailbox/store.js';
@@ -51,7 +52,7 @@ export type LogFn = (message: string) => void;
 
 export class Runtimes {
   private readonly byJob = new Map<string, RuntimeHandle>();
-  private readonly bases = new Map<string, Promise<string>>();
+  private readonly bases = new Map<string, Promise<{ baseDir: string; uid: number; gid: number }>>();
   readonly label: string;
 
   constructor(readonly s: RuntimeServices) {
@@ -77,29 +78,55 @@ export class Runtimes {
   /** Jobs holding a live runtime. */
   get size(): number { return this.byJob.size; }
 
-  /** Initialises (once) the base data directory of an image; returns the base dir. */
-  ensureBase(image: string, uid: number, gid: number, log: LogFn, signal: AbortSignal): Promise<string> {
+  /**
+   * Initialises (once) the base data directory of an image; returns the base dir and the owner
+   * (the image's postgres uid/gid). When the ids are unknown (`-1`), initdb runs in a
+   * world-writable data dir and the owner of the cluster it creates tells them — no separate
+   * probe container on the cold path.
+   */
+  ensureBase(image: string, uid: number, gid: number, log: LogFn, signal: AbortSignal): Promise<{ baseDir: string; uid: number; gid: number }> {
     const row = this.s.store.getBase(image);
-    if (row && existsSync(join(row.dir, 'data', 'pgdata', 'PG_VERSION'))) return Promise.resolve(row.dir);
+    if (row) {
+      try {
+        const st = statSync(join(row.dir, 'data', 'pgdata', 'PG_VERSION'));
+        return Promise.resolve({ baseDir: row.dir, uid: st.uid, gid: st.gid });
+      } catch { /* unusable: initialise again */ }
+    }
     let p = this.bases.get(image);
     if (!p) {
       p = (async () => {
         const baseDir = join(this.basesDir(), createHash('sha256').update(image).digest('hex').slice(0, 32));
         log(`docker: initdb base for ${image}`);
         await this.s.fs.run({ type: 'remove-tree', path: baseDir });
-        const { dataDir } = await this.s.fs.run({ type: 'prepare-base', backend: this.s.backend, baseDir, uid, gid });
+        const known = uid >= 0 && gid >= 0;
+        const { dataDir } = await this.s.fs.run({ type: 'prepare-base', backend: this.s.backend, baseDir, uid: known ? uid : 0, gid: known ? gid : 0 });
+        let owner = { uid, gid };
         try {
+          if (!known) await chmod(dataDir, 0o777);
           await this.s.containers.initBase(image, dataDir, this.labels({ [LABEL_ROLE]: 'initdb' }), signal);
+          if (!known) {
+            const st = statSync(join(dataDir, 'pgdata'));
+            owner = { uid: st.uid, gid: st.gid };
+            await chown(dataDir, st.uid, st.gid);
+            await chmod(dataDir, 0o700);
+          }
         } catch (e) {
           await this.s.fs.run({ type: 'remove-tree', path: baseDir }).catch(() => {});
           throw new InternalError('cannot initialize base state', { details: errorText(e), cause: e });
         }
         this.s.store.putBase({ image_id: image, dir: baseDir, backend: this.s.backend, created_at: rfc3339Nano() });
-        return baseDir;
+        return { baseDir, ...owner };
       })().finally(() => this.bases.delete(image));
       this.bases.set(image, p);
     }
     return p;
+  }
+
+  /** The image's postgres uid/gid: given, or from its base (initialised if needed). */
+  async owner(image: string, uid: number, gid: number, log: LogFn, signal: AbortSignal): Promise<{ uid: number; gid: number }> {
+    if (uid >= 0 && gid >= 0) return { uid, gid };
+    const b = await this.ensureBase(image, uid, gid, log, signal);
+    return { uid: b.uid, gid: b.gid };
   }
 
   /**

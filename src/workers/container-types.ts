@@ -57,8 +57,10 @@ export interface ContainerRuntime {
   /**
    * Resolves an image ref without pulling when it exists locally.
    * @param knownUsers postgres uid/gid already known per resolved id (skips the probe container).
+   * @param probeUser when false and the ids are not known, answer uid/gid -1 instead of running
+   *   the probe container (the caller learns them from initdb). @default true
    */
-  resolveImage(ref: string, signal?: AbortSignal, knownUsers?: Record<string, { uid: number; gid: number }>): Promise<ImageResolution>;
+  resolveImage(ref: string, signal?: AbortSignal, knownUsers?: Record<string, { uid: number; gid: number }>, probeUser?: boolean): Promise<ImageResolution>;
   /** Runs initdb (`--username=sqlrs`, trust auth) into `dataDir/pgdata` with a one-shot container. */
   initBase(image: string, dataDir: string, labels: Record<string, string>, signal?: AbortSignal): Promise<void>;
   /** Creates and starts a container (`sleep infinity`), starts Postgres, waits until ready over TCP. */

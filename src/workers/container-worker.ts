@@ -75,7 +75,7 @@ export interface ContainerWorkerApi {
   init(opts: WorkerInit): void;
   abort(opId: number): void;
   ping(): Promise<Outcome<{ version: string; apiVersion: string }>>;
-  resolveImage(opId: number, ref: string, knownUsers?: Record<string, { uid: number; gid: number }>): Promise<Outcome<ImageResolution>>;
+  resolveImage(opId: number, ref: string, knownUsers?: Record<string, { uid: number; gid: number }>, probeUser?: boolean): Promise<Outcome<ImageResolution>>;
   initBase(opId: number, image: string, dataDir: string, labels: Record<string, string>): Promise<Outcome<null>>;
   start(opId: number, req: StartRequest): Promise<Outcome<StartedContainer>>;
   exec(opId: number, req: ExecRequest, onOutput: OutputSink): Promise<Outcome<ExecResult>>;
@@ -681,7 +681,7 @@ const api: ContainerWorkerApi = {
     });
   },
 
-  resolveImage(opId, ref, knownUsers) {
+  resolveImage(opId, ref, knownUsers, probeUser = true) {
     return operation(opId, 'image resolution', async (signal) => {
       let info = await inspectImage(ref);
       if (info === undefined) {
@@ -698,7 +698,7 @@ const api: ContainerWorkerApi = {
         const repo = repoOf(ref);
         resolvedId = digests.find((d) => repoOf(d) === repo) ?? digests[0] ?? info.Id;
       }
-      const ids = knownUsers?.[resolvedId] ?? await postgresIds(info.Id, signal);
+      const ids = knownUsers?.[resolvedId] ?? (probeUser ? await postgresIds(info.Id, signal) : { uid: -1, gid: -1 });
       return { resolvedId, uid: ids.uid, gid: ids.gid };
     });
   },

@@ -93,8 +93,8 @@ export class DockerRuntime implements ContainerRuntime {
     return this.call('ping', (api) => api.ping());
   }
 
-  resolveImage(ref: string, signal?: AbortSignal, knownUsers?: Record<string, { uid: number; gid: number }>): Promise<ImageResolution> {
-    return this.call('image resolution', (api, opId) => api.resolveImage(opId, ref, knownUsers), signal);
+  resolveImage(ref: string, signal?: AbortSignal, knownUsers?: Record<string, { uid: number; gid: number }>, probeUser = true): Promise<ImageResolution> {
+    return this.call('image resolution', (api, opId) => api.resolveImage(opId, ref, knownUsers, probeUser), signal);
   }
 
   async initBase(image: string, dataDir: string, labels: Record<string, string>, signal?: AbortSignal): Promise<void> {
