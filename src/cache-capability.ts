@@ -10,9 +10,8 @@ import type { DeletionCapability } from './deletion-capability.js';
 import type { Logger } from './log.js';
 import { CacheManager } from './actors/cache.js';
 import { planPsql } from './actors/prepare-work.js';
-import type { PrepareRequest, PrepareWork } from './actors/prepare-job.js';
-import type { DeleteWork } from './actors/deletion.js';
-import { DELETE_KIND } from './actors/deletion.js';
+import type { PrepareRequest } from './actors/prepare-job.js';
+import { statesInUse } from './actors/in-use.js';
 import { readPrepareBody } from './http/prepare-routes.js';
 import type { CapabilityHandlers } from './http/routes.js';
 import { InternalError, errorText, hasCode } from './errors.js';
@@ -44,7 +43,7 @@ export class CacheCapability implements Capability {
       fs: this.prepare.fs,
       log: this.log,
       config: () => e.config.effective().cache,
-      inUse: () => this.statesInUse(),
+      inUse: () => statesInUse(e.mailbox.pendingWork(), { includeDeletions: true }),
       stateDir: (id) => rts.stateDir(id),
       evict: (row) => this.deletion.run(
         [{ kind: 'state', id: row.state_id, dir: row.dir }],
@@ -65,35 +64,11 @@ export class CacheCapability implements Capability {
 
   busy(): boolean { return this.cache?.busy ?? false; }
 
-  /**
-   * States that running work reads or writes: inputs and outputs of builds, sources of instances,
-   * states being deleted. The work outbox holds exactly the work in progress.
-   */
-  private statesInUse(): Set<string> {
-    const out = new Set<string>();
-    for (const w of this.engine.mailbox.pendingWork()) {
-      if (w.actorId.startsWith(`${DELETE_KIND}:`)) {
-        const op = (w.spec as Partial<DeleteWork>).op;
-        if (op?.kind === 'state') out.add(op.id);
-        continue;
-      }
-      const spec = w.spec as Partial<PrepareWork> & { kind?: string };
-      if (spec.kind === 'step') {
-        const s = spec as Extract<PrepareWork, { kind: 'step' }>;
-        out.add(s.outputStateId);
-        if (s.input.kind === 'state') out.add(s.input.id);
-      } else if (spec.kind === 'instance') {
-        out.add((spec as Extract<PrepareWork, { kind: 'instance' }>).stateId);
-      }
-    }
-    return out;
-  }
-
   /** Dry cache hit/miss decision for a prepare request: no job, no container, no events. */
   async explain(request: PrepareRequest): Promise<CacheExplainResponse> {
     let resolved: string;
     try {
-      resolved = (await this.prepare.containers.resolveImage(request.image)).resolvedId;
+      resolved = (await this.prepare.containers.resolveImage(request.image, undefined, {}, false)).resolvedId;
     } catch (e) {
       throw new InternalError('internal error', { details: `cannot resolve image: ${errorText(e)}`, cause: e });
     }

@@ -18,6 +18,7 @@ import * as del from './actors/deletion.js';
 import type { DeleteEffect, DeleteMessage, DeleteOp, DeleteReason, DeleteResult, DeleteState, DeleteWork } from './actors/deletion.js';
 import { planInstanceDeletion, planStateDeletion, type PlanOptions } from './actors/deletion-plan.js';
 import { countConnections } from './actors/connections.js';
+import { statesInUse } from './actors/in-use.js';
 import type { CapabilityHandlers } from './http/routes.js';
 import { parseBoolParam } from './http/reply.js';
 import { actorId, randomHex } from './ids.js';
@@ -48,11 +49,15 @@ export class DeletionCapability implements Capability {
 
   constructor(private readonly prepare: PrepareCapability) {}
 
-  async init(e: Engine): Promise<void> {
+  init(e: Engine): void {
     this.engine = e;
     this.log = e.log.child({ c: 'deletion' });
-    await this.mountHygiene();
     e.runtime.register(this.behavior());
+  }
+
+  /** Start-up hygiene for mounts, after the prepare capability's (directories without records). */
+  async recover(): Promise<void> {
+    await this.mountHygiene();
   }
 
   started(e: Engine): void {
@@ -136,7 +141,9 @@ export class DeletionCapability implements Capability {
         const dryRun = parseBoolParam(req.query, 'dry_run');
         const row = st.getState(id);
         if (!row) throw new NotFoundError('state not found');
-        const plan = await planStateDeletion(row, recurse, st, this.planOptions(force, dryRun));
+        const busy = statesInUse(this.engine.mailbox.pendingWork(), { includeDeletions: false });
+        const reader = { instancesOfState: (s: string) => st.instancesOfState(s), childStates: (s: string) => st.childStates(s), inUse: (s: string) => busy.has(s) };
+        const plan = await planStateDeletion(row, recurse, reader, this.planOptions(force, dryRun));
         if (!plan.blocked && !dryRun) {
           try {
             await this.run(plan.ops, plan.result, 'request');
@@ -226,7 +233,7 @@ export class DeletionCapability implements Capability {
   /**
    * Unmounts mounts under the store's instance, state and base directories that no instance owns
    * (an instance owns what is at or below its directory). Runs before actors resume; directories
-   * without records were already removed by the prepare capability's hygiene.
+   * without records were already removed by the prepare capability's hygiene, which runs first.
    */
   private async mountHygiene(): Promise<void> {
     const e = this.engine;

@@ -10,6 +10,8 @@ import type { DeleteNode, DeleteOp, DeleteResult } from './deletion.js';
 export interface PlanReader {
   instancesOfState(stateId: string): InstanceRow[];
   childStates(stateId: string): StateRow[];
+  /** True while running work uses the state (a build from it, an instance being made of it). */
+  inUse?(stateId: string): boolean;
 }
 
 /** Counts an instance's client sessions (0 when its container is stopped or gone). */
@@ -61,12 +63,16 @@ export async function planInstanceDeletion(row: InstanceRow, o: PlanOptions): Pr
  * Plans `DELETE /v1/states/{id}`. Without `recurse`, a state with instances or child states is
  * blocked `has_descendants` (no children listed). With `recurse`, the tree lists the state's
  * instances, then its child states (recursively); a blocked descendant blocks every ancestor with
- * `blocked_by_descendant`, and then nothing is deleted.
+ * `blocked_by_descendant`, and then nothing is deleted. A state that running work uses (a build
+ * on top of it, an instance being made of it) is blocked `has_descendants` either way: the
+ * descendant is on its way, and its files must not vanish from under it.
  */
 export async function planStateDeletion(row: StateRow, recurse: boolean, reader: PlanReader, o: PlanOptions): Promise<DeletionPlan> {
   if (!recurse) {
     const node: DeleteNode = { kind: 'state', id: row.state_id };
-    if (reader.instancesOfState(row.state_id).length > 0 || reader.childStates(row.state_id).length > 0) node.blocked = 'has_descendants';
+    if (reader.instancesOfState(row.state_id).length > 0 || reader.childStates(row.state_id).length > 0 || reader.inUse?.(row.state_id)) {
+      node.blocked = 'has_descendants';
+    }
     return finish(node, [{ kind: 'state', id: row.state_id, dir: row.dir }], o.dryRun);
   }
   const ops: DeleteOp[] = [];
@@ -88,6 +94,7 @@ export async function planStateDeletion(row: StateRow, recurse: boolean, reader:
       children.push(await visit(child));
     }
     if (children.some((c) => c.blocked !== undefined)) node.blocked = 'blocked_by_descendant';
+    else if (reader.inUse?.(st.state_id)) node.blocked = 'has_descendants'; // a descendant is being made
     if (children.length > 0) node.children = children;
     ops.push({ kind: 'state', id: st.state_id, dir: st.dir });
     return node;

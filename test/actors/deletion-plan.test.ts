@@ -1,6 +1,8 @@
 import t from 'tap';
 import { planInstanceDeletion, planStateDeletion, type PlanOptions, type PlanReader } from '../../src/actors/deletion-plan.js';
 import type { InstanceRow, StateRow } from '../../src/mailbox/store.js';
+import { statesInUse } from '../../src/actors/in-use.js';
+import type { ActorId } from '../../src/ids.js';
 
 const sid = (c: string): string => c.repeat(64);
 const iid = (c: string): string => c.repeat(32);
@@ -119,4 +121,35 @@ t.test('state deletion plan marks every ancestor of a blocked instance', async (
   t.equal(dry.result.outcome, 'would_delete');
   t.equal(dry.result.dry_run, true);
   t.same(dry.ops, []);
+});
+
+t.test('state deletion plan blocks states that running work uses', async (t) => {
+  const busy = new Set([C.state_id]);
+  const r = { ...reader, inUse: (id: string) => busy.has(id) };
+  const leaf = await planStateDeletion(C, false, r, opts());
+  t.same(leaf.result.root, { kind: 'state', id: C.state_id, blocked: 'has_descendants' });
+  t.same(leaf.ops, []);
+  const tree = await planStateDeletion(A, true, r, opts({}, { force: true }));
+  t.equal(tree.result.outcome, 'blocked', 'force does not override work in progress');
+  const b = tree.result.root.children?.find((c) => c.id === B.state_id);
+  t.equal(b?.blocked, 'blocked_by_descendant');
+  t.equal(b?.children?.find((c) => c.id === C.state_id)?.blocked, 'has_descendants');
+  t.equal(tree.result.root.blocked, 'blocked_by_descendant');
+});
+
+t.test('states in use are read from the work outbox', async (t) => {
+  const step = { kind: 'step', jobId: 'j', index: 1, input: { kind: 'state', id: A.state_id }, outputStateId: B.state_id };
+  const base = { kind: 'step', jobId: 'k', index: 0, input: { kind: 'image', id: 'img' }, outputStateId: C.state_id };
+  const inst = { kind: 'instance', jobId: 'l', stateId: D.state_id };
+  const deletion = { deletionId: 'd', op: { kind: 'state', id: 'e'.repeat(64), dir: '/x' }, attempt: 1 };
+  const work = [
+    { workId: '1', actorId: 'prepare:j' as ActorId, spec: step },
+    { workId: '2', actorId: 'prepare:k' as ActorId, spec: base },
+    { workId: '3', actorId: 'prepare:l' as ActorId, spec: inst },
+    { workId: '4', actorId: 'delete:d' as ActorId, spec: deletion },
+    { workId: '5', actorId: 'run:r' as ActorId, spec: { kind: 'step', outputStateId: 'z' } },
+  ];
+  t.same([...statesInUse(work, { includeDeletions: false })].sort(), [A.state_id, B.state_id, C.state_id, D.state_id].sort());
+  t.ok(statesInUse(work, { includeDeletions: true }).has('e'.repeat(64)));
+  t.notOk(statesInUse(work, { includeDeletions: true }).has('z'), 'other actors are ignored');
 });
