@@ -23,6 +23,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import type { EngineJson } from '../../src/discovery.js';
 import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -37,14 +38,8 @@ export const ENGINE_BIN = join(REPO_ROOT, 'bin', 'sqlrs-engine.js');
 export interface TeardownHost { teardown(fn: () => void | Promise<void>): void }
 
 /** `engine.json` as written by the engine. */
-export interface EngineJsonFile {
-  endpoint: string;
-  pid: number;
-  startedAt: string;
-  authToken: string;
-  version: string;
-  instanceId: string;
-}
+/** The parsed `engine.json` (the engine's own type). */
+export type EngineJsonFile = EngineJson;
 
 /** How a child process ended. */
 export interface ExitInfo { code: number | null; signal: NodeJS.Signals | null }
@@ -301,6 +296,10 @@ export async function startEngine(t: TeardownHost | undefined, opts: StartOption
     if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
     return exited;
   };
+  // A test process killed by a timeout never runs its teardown: never leave an engine behind.
+  const killOnExit = (): void => { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL'); };
+  process.once('exit', killOnExit);
+  void exited.then(() => process.removeListener('exit', killOnExit));
   t?.teardown(async () => {
     await stop();
     if (ownDir) rmSync(dir, { recursive: true, force: true });

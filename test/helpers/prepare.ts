@@ -76,7 +76,7 @@ export async function startPrepEngine(t: TeardownHost, opts: StartOptions & { ba
     execFileSync('mkdir', ['-p', store]);
     execFileSync('sh', ['-c', `printf '%s' '{"snapshot":{"backend":"${opts.backend}"}}' > ${JSON.stringify(join(store, 'config.json'))}`]);
   }
-  const eng = await startEngine(undefined, { ...opts, dir, store, idleTimeout: opts.idleTimeout ?? '0' });
+  const eng = await startEngine(undefined, { ...opts, dir, store, idleTimeout: opts.idleTimeout ?? '2m0s' });
   if (!opts.keep) {
     t.teardown(async () => {
       await eng.stop().catch(() => {});

@@ -23,7 +23,7 @@ if (needDocker(t)) {
     s.close();
     const k = await eng.kill();
     t.equal(k.signal, 'SIGKILL');
-    eng = Object.assign(await startEngine(undefined, { dir, store, idleTimeout: '0' }), { scripts: eng.scripts });
+    eng = Object.assign(await startEngine(undefined, { dir, store, idleTimeout: '2m0s' }), { scripts: eng.scripts });
     const o = await waitJob(eng, id);
     t.equal(o.status, 'succeeded', JSON.stringify(o.error ?? ''));
     t.equal(psqlAt(o.result?.['dsn'] ?? '', 'select count(*) from r'), '2');
@@ -46,7 +46,7 @@ if (needDocker(t)) {
     for (let round = 0; round < 3; round++) {
       await sleep(300 + Math.floor(Math.random() * 1500));
       await eng.kill();
-      eng = Object.assign(await startEngine(undefined, { dir, store, idleTimeout: '0' }), { scripts: eng.scripts });
+      eng = Object.assign(await startEngine(undefined, { dir, store, idleTimeout: '2m0s' }), { scripts: eng.scripts });
     }
     for (const id of ids) {
       const o = await waitJob(eng, id);
