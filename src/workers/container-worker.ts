@@ -14,7 +14,7 @@
  * Only works against the Docker Engine API features Podman's compatible socket also serves.
  */
 import { isMainThread, parentPort } from 'node:worker_threads';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, rm } from 'node:fs/promises';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Duplex, Readable } from 'node:stream';
@@ -627,6 +627,10 @@ async function removeQuietly(id: string): Promise<void> {
 
 /** Creates and starts the container; retries once without `Init` when the daemon cannot provide one. */
 async function createAndStart(req: StartRequest): Promise<Docker.Container> {
+  // A new container cannot have a live postmaster: a postmaster.pid in its data is left over from
+  // a crash. Left in place it can fool `pg_ctl -w start` (container pids repeat, so the stale file
+  // may name the new postmaster's pid) into reporting ready before the server is.
+  await rm(`${req.dataDir}/pgdata/postmaster.pid`, { force: true });
   const withInit = initSupported;
   let container: Docker.Container | undefined;
   try {
