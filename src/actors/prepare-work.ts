@@ -13,7 +13,7 @@ import type { Runtimes, RuntimeHandle, LogFn } from './runtimes.js';
 import type { PrepareWork, ResolveResult, PlanResult, StepResult, InstanceResult, StateRowData, PrepareRequest } from './prepare-job.js';
 import { validatePsqlRequest, argsSummary, type PsqlPrepared } from './psql-args.js';
 import { hashPsqlPrepared, psqlJobSignature, stateId } from './hashing.js';
-import { InternalError, CancelledError, errorText, assertNever, hasCode } from '../errors.js';
+import { InternalError, InvalidArgumentError, CancelledError, errorText, assertNever, hasCode } from '../errors.js';
 import { rfc3339Nano } from '../clock.js';
 import type { BindMount } from '../workers/container-types.js';
 import { outOfSpaceError } from './cache.js';
@@ -220,8 +220,17 @@ export class PrepareWorker {
     }
   }
 
-  private async scriptMounts(prepared: PsqlPrepared): Promise<{ mounts: BindMount[]; root?: string }> {
+  /**
+   * Re-hashes the request (the content may have changed since planning) and derives the read-only
+   * script mount: the deepest directory holding every file read, includes too.
+   * @throws InvalidArgumentError when the step's content no longer matches its planned state id.
+   */
+  private async scriptMounts(prepared: PsqlPrepared, spec: Extract<PrepareWork, { kind: 'step' }>): Promise<{ mounts: BindMount[]; root?: string }> {
     const hashes = await hashPsqlPrepared(prepared);
+    const h = hashes.steps[spec.index];
+    if (!h || stateId(spec.input.kind, spec.input.id, h.taskHash) !== spec.outputStateId) {
+      throw new InvalidArgumentError('psql inputs changed while the job was running', { details: hashes.files.join(', ') || 'inline SQL' });
+    }
     const root = commonDir(hashes.files);
     if (!root) return { mounts: [] };
     return { mounts: [{ host: root, container: SCRIPTS, readOnly: true }], root };
@@ -232,7 +241,7 @@ export class PrepareWorker {
     const prepared = this.prepared(spec.request);
     const step = prepared.steps[spec.index];
     if (!step) throw new InternalError('cannot resolve psql step', { details: `step ${spec.index} of ${prepared.steps.length}` });
-    const { mounts, root } = await this.scriptMounts(prepared);
+    const { mounts, root } = await this.scriptMounts(prepared, spec);
     let rt = rts.get(spec.jobId);
     if (rt && rt.holds !== spec.input.id) { await rts.release(spec.jobId); rt = undefined; }
     const stateDir = rts.stateDir(spec.outputStateId);

@@ -53,6 +53,24 @@ if (needDocker(t)) {
       t.equal((await eng.fetch(`/v1/prepare-jobs/${o.jobId}/events`)).status, 404);
     });
 
+    t.test('a script changed while its job runs fails the step instead of caching the wrong content', async (t) => {
+      const g = join(eng.scripts, 'drift.sql');
+      writeFileSync(g, 'create table drift(x int);\n');
+      const id = await submit(eng, { psql_args: ['-c', 'select pg_sleep(2)', '-f', g] });
+      const s = await eng.stream(`/v1/prepare-jobs/${id}/events`, { timeoutMs: 120_000 });
+      for await (const line of s.lines()) if (line.includes('"psql: start"')) break;
+      s.close();
+      writeFileSync(g, 'create table drifted(x int);\n');
+      const o = await waitJob(eng, id);
+      t.equal(o.status, 'failed');
+      t.equal(o.error?.code, 'invalid_argument');
+      t.equal(o.error?.message, 'psql inputs changed while the job was running');
+      t.match(o.error?.details ?? '', /drift\.sql/);
+      const again = await prepare(eng, { psql_args: ['-c', 'select pg_sleep(2)', '-f', g] });
+      t.equal(again.status, 'succeeded', 'a new job with the new content works');
+      t.equal(psqlAt(again.result?.['dsn'] ?? '', "select count(*) from pg_tables where tablename = 'drifted'"), '1');
+    });
+
     t.test('many readers of one job stream the same events', async (t) => {
       const id = await submit(eng, { psql_args: ['-f', f, '-c', 'select pg_sleep(1)'] });
       const outs = await Promise.all(Array.from({ length: 5 }, () => waitJob(eng, id)));
