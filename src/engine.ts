@@ -106,8 +106,8 @@ export class Engine {
     const f = this.opts.flags;
     const engineJsonDir = dirname(resolve(f.writeEngineJson));
     this.log = createLogger(fileSink(join(engineJsonDir, 'logs', 'engine.log'), this.opts.logToStderr ?? false), 'debug');
-    this.setStatus('starting');
     this.log.info(`sqlrs-engine version=${this.version}`, { pid: process.pid, root: this.root });
+    this.setStatus('starting');
     try {
       if (f.runDir) mkdirSync(f.runDir, { recursive: true, mode: 0o700 });
       mkdirSync(this.root, { recursive: true, mode: 0o700 });
