@@ -14,6 +14,7 @@
  * Only works against the Docker Engine API features Podman's compatible socket also serves.
  */
 import { isMainThread, parentPort } from 'node:worker_threads';
+import { connect } from 'node:net';
 import { readFile, readdir, rm } from 'node:fs/promises';
 import { StringDecoder } from 'node:string_decoder';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -664,6 +665,35 @@ async function hostPort(containerId: string): Promise<number> {
   return port;
 }
 
+/**
+ * Readiness over TCP, the way clients connect: through the published loopback port. Sends a
+ * PostgreSQL SSLRequest and waits for the server's one-byte answer (`N` or `S`); the port proxy
+ * accepts connections before the server listens, so a bare connect proves nothing.
+ */
+async function tcpReady(port: number, signal: AbortSignal): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  let last = '';
+  for (;;) {
+    throwIfAborted(signal, 'postgres readiness wait');
+    const answer = await new Promise<string>((resolve) => {
+      const sock = connect({ host: '127.0.0.1', port });
+      const done = (r: string): void => { sock.destroy(); resolve(r); };
+      sock.setTimeout(1000, () => done('timeout'));
+      sock.once('error', (e) => done(`error: ${e.message}`));
+      sock.once('connect', () => sock.write(SSL_REQUEST));
+      sock.once('data', (b: Buffer) => done(String.fromCharCode(b[0] ?? 0)));
+      sock.once('end', () => done('closed'));
+    });
+    if (answer === 'N' || answer === 'S') return;
+    last = answer;
+    if (Date.now() >= deadline) throw new ContainerError('postgres readiness timed out', { details: `127.0.0.1:${port}: ${last}` });
+    await delay(20);
+  }
+}
+
+/** SSLRequest: length 8, code 80877103. */
+const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 4, 210, 22, 47]);
+
 // ---------------------------------------------------------------------------------------------
 // the API
 
@@ -731,6 +761,7 @@ const api: ContainerWorkerApi = {
       try {
         await pgStart(container.id, signal);
         const port = await hostPort(container.id);
+        await tcpReady(port, signal);
         return { id: container.id, host: '127.0.0.1' as const, port };
       } catch (e) {
         await removeQuietly(container.id);
@@ -774,6 +805,7 @@ const api: ContainerWorkerApi = {
   startPostgres(opId, containerId) {
     return operation(opId, 'postgres start', async (signal) => {
       await pgStart(containerId, signal);
+      await tcpReady(await hostPort(containerId), signal);
       return null;
     });
   },
