@@ -11,43 +11,26 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import Docker from 'dockerode';
+import { dockerTestOptions, socketPath, TEST_IMAGE } from '../helpers/docker.js';
 import { DockerRuntime, daemonAddress } from '../../src/workers/containers.js';
 import { LABEL_ENGINE, LABEL_ROLE, PGDATA, type OutputStream } from '../../src/workers/container-types.js';
 import { createLogger } from '../../src/log.js';
 import type { Test } from 'tap';
 
-const IMAGE = process.env['SQLRS_TEST_IMAGE'] ?? 'sqlrs-local/postgres:15';
-const REQUIRE = process.env['SQLRS_REQUIRE_DOCKER'] === '1';
+const IMAGE = TEST_IMAGE;
 const RUN = randomBytes(4).toString('hex');
 const LABELS = { [LABEL_ENGINE]: `test-${RUN}` };
 
-const socketPath = daemonAddress().socketPath ?? '/var/run/docker.sock';
 const docker = new Docker({ socketPath });
 
-async function dockerProblem(): Promise<string | undefined> {
-  try {
-    await docker.ping();
-  } catch (e) {
-    return `docker daemon unreachable at ${socketPath}: ${(e as Error).message}`;
-  }
-  try {
-    await docker.getImage(IMAGE).inspect();
-  } catch {
-    return `image ${IMAGE} is missing (run: bash scripts/test-env.sh)`;
-  }
-  return undefined;
-}
-
-const problem = await dockerProblem();
-if (problem !== undefined && REQUIRE) t.fail(`SQLRS_REQUIRE_DOCKER=1 but ${problem}`);
-const needsDocker = problem === undefined ? {} : { skip: problem };
+const needsDocker = await dockerTestOptions(docker, t);
 
 const lines: string[] = [];
 const logger = createLogger((l) => lines.push(l), 'debug');
 const rt = new DockerRuntime({ logger });
 
 t.teardown(async () => {
-  if (problem === undefined) {
+  if (needsDocker.skip === undefined) {
     const left = await docker.listContainers({ all: true, filters: JSON.stringify({ label: [`${LABEL_ENGINE}=test-${RUN}`] }) });
     await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined)));
   }

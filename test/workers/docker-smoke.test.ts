@@ -8,30 +8,12 @@ import { PassThrough } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import Docker from 'dockerode';
-import { daemonAddress } from '../../src/workers/containers.js';
+import { dockerTestOptions, socketPath, TEST_IMAGE } from '../helpers/docker.js';
 
-const IMAGE = process.env['SQLRS_TEST_IMAGE'] ?? 'sqlrs-local/postgres:15';
-const REQUIRE = process.env['SQLRS_REQUIRE_DOCKER'] === '1';
-const socketPath = daemonAddress().socketPath ?? '/var/run/docker.sock';
+const IMAGE = TEST_IMAGE;
 const docker = new Docker({ socketPath });
 
-async function dockerProblem(): Promise<string | undefined> {
-  try {
-    await docker.ping();
-  } catch (e) {
-    return `docker daemon unreachable at ${socketPath}: ${(e as Error).message}`;
-  }
-  try {
-    await docker.getImage(IMAGE).inspect();
-  } catch {
-    return `image ${IMAGE} is missing (run: bash scripts/test-env.sh)`;
-  }
-  return undefined;
-}
-
-const problem = await dockerProblem();
-if (problem !== undefined && REQUIRE) t.fail(`SQLRS_REQUIRE_DOCKER=1 but ${problem}`);
-const needsDocker = problem === undefined ? {} : { skip: problem };
+const needsDocker = await dockerTestOptions(docker, t);
 
 async function execIn(c: Docker.Container, cmd: string[], user = 'postgres'): Promise<{ code: number; stdout: string; stderr: string }> {
   const exec = await c.exec({ Cmd: cmd, User: user, AttachStdout: true, AttachStderr: true, Tty: false });
