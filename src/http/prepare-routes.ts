@@ -3,7 +3,7 @@
  * (full replay then live; `Range: events=N-` → 206; a blank line every 5 s while quiet).
  */
 import * as v from 'valibot';
-import type { Ctx, Handler } from './server.js';
+import { readJsonBody, type Ctx, type Handler } from './server.js';
 import { parseBoolParam } from './reply.js';
 import { InvalidArgumentError, NotFoundError } from '../errors.js';
 import type { Store } from '../mailbox/store.js';
@@ -41,15 +41,8 @@ export const PrepareBodySchema = v.object({
 export type PrepareBody = v.InferOutput<typeof PrepareBodySchema>;
 
 /** Decodes a prepare request body; type errors are `invalid json payload` like the reference decoder. */
-export async function readPrepareBody(ctx: Ctx): Promise<PrepareBody> {
-  const raw = await ctx.json();
-  const r = v.safeParse(PrepareBodySchema, raw);
-  if (!r.success) {
-    const issue = r.issues[0];
-    const where = issue?.path?.map((p) => String(p.key)).join('.') ?? '';
-    throw new InvalidArgumentError('invalid json payload', { details: `${where ? `${where}: ` : ''}${issue?.message ?? 'invalid body'}` });
-  }
-  return r.output;
+export function readPrepareBody(ctx: Ctx): Promise<PrepareBody> {
+  return readJsonBody(ctx, PrepareBodySchema);
 }
 
 function isTerminal(status: string): boolean { return status === 'succeeded' || status === 'failed'; }

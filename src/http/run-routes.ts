@@ -11,9 +11,9 @@
  * A client that disconnects cancels the run, which kills the process.
  */
 import * as v from 'valibot';
-import type { Ctx, Handler } from './server.js';
+import { readJsonBody, type Ctx, type Handler } from './server.js';
 import type { Reply } from './reply.js';
-import { InvalidArgumentError, type ApiError } from '../errors.js';
+import type { ApiError } from '../errors.js';
 import { rfc3339Nano } from '../clock.js';
 import { validateRunRequest, type InstanceLookup, type RunRequestInput, type ValidRun } from '../actors/run-args.js';
 import type { RunChannel, RunEvent } from '../actors/run-channel.js';
@@ -46,14 +46,8 @@ export const RunBodySchema = v.nullable(v.object({
 
 /** Decodes a run request body; type errors are `invalid json payload` like the reference decoder. */
 export async function readRunBody(ctx: Ctx): Promise<RunRequestInput> {
-  const raw = await ctx.json();
-  const r = v.safeParse(RunBodySchema, raw);
-  if (!r.success) {
-    const issue = r.issues[0];
-    const where = issue?.path?.map((p) => String(p.key)).join('.') ?? '';
-    throw new InvalidArgumentError('invalid json payload', { details: `${where ? `${where}: ` : ''}${issue?.message ?? 'invalid body'}` });
-  }
-  const { steps, ...rest } = r.output ?? {};
+  const body = await readJsonBody(ctx, RunBodySchema);
+  const { steps, ...rest } = body ?? {};
   // A `null` step decodes as an empty one, like the reference decoder.
   return steps === undefined || steps === null ? rest : { ...rest, steps: steps.map((s) => s ?? {}) };
 }

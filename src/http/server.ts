@@ -9,6 +9,7 @@ import { EngineError, errorText } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Reply, readBody, readReq, type Req } from './reply.js';
 import { InvalidArgumentError } from '../errors.js';
+import * as v from 'valibot';
 
 export interface Ctx {
   req: Req;
@@ -22,6 +23,18 @@ export interface Ctx {
 }
 
 export type Handler = (ctx: Ctx) => void | Promise<void>;
+
+/**
+ * Reads the JSON body and checks its shape with a valibot schema. Shape errors are answered like
+ * the CLI's reference decoder: 400 `invalid json payload`, the first issue (with its path) in details.
+ */
+export async function readJsonBody<S extends v.GenericSchema>(ctx: Ctx, schema: S): Promise<v.InferOutput<S>> {
+  const r = v.safeParse(schema, await ctx.json());
+  if (r.success) return r.output;
+  const issue = r.issues[0];
+  const where = issue?.path?.map((p) => String(p.key)).join('.') ?? '';
+  throw new InvalidArgumentError('invalid json payload', { details: `${where ? `${where}: ` : ''}${issue?.message ?? 'invalid body'}` });
+}
 
 export interface Route {
   /** Returns captured params when the path matches. */
