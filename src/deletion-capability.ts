@@ -134,6 +134,30 @@ export class DeletionCapability implements Capability {
         }
         reply.json(plan.blocked && !dryRun ? 409 : 200, plan.result);
       },
+      deleteJob: async ({ params, req, reply }) => {
+        const id = params[0] ?? '';
+        const force = parseBoolParam(req.query, 'force');
+        const dryRun = parseBoolParam(req.query, 'dry_run');
+        const job = st.getJob(id);
+        if (!job) throw new NotFoundError('job not found');
+        const active = job.status === 'queued' || job.status === 'running';
+        if (active && !force) {
+          reply.json(dryRun ? 200 : 409, { dry_run: dryRun, outcome: 'blocked', root: { kind: 'job', id, blocked: 'active_tasks' } });
+          return;
+        }
+        if (dryRun) { reply.json(200, { dry_run: true, outcome: 'would_delete', root: { kind: 'job', id } }); return; }
+        // A forced delete of an active job cancels it and waits until it has stopped (its
+        // running work aborted and cleaned up), so nothing half-made outlives the job.
+        if (active) await this.prepare.cancelAndWait(id, 120_000);
+        if (!st.getJob(id)) throw new NotFoundError('job not found');
+        const result: DeleteResult = { dry_run: false, outcome: 'deleted', root: { kind: 'job', id } };
+        try {
+          await this.run([{ kind: 'job', id }], result, 'request');
+        } catch (e) {
+          throw new InternalError('delete job failed', { details: errorText(e), cause: e });
+        }
+        reply.json(200, result);
+      },
       deleteState: async ({ params, req, reply }) => {
         const id = params[0] ?? '';
         const recurse = parseBoolParam(req.query, 'recurse');
@@ -173,6 +197,7 @@ export class DeletionCapability implements Capability {
           case 'mark-deleting': st.setInstanceDeleting(d.instanceId, true); break;
           case 'delete-instance-row': st.deleteInstance(d.instanceId); break;
           case 'delete-state-row': st.deleteState(d.stateId); break;
+          case 'delete-job-rows': this.prepare.forgetJob(d.jobId); break;
           case 'finished': break; // the outcome lives in the actor's persisted state
         }
       },
@@ -210,6 +235,7 @@ export class DeletionCapability implements Capability {
     const rts = this.prepare.runtimes;
     const fs = this.prepare.fs;
     const op = spec.op;
+    if (op.kind === 'job') return { removed: op.id }; // rows only: removed in the commit
     if (op.kind === 'instance') {
       const dir = this.checkDir(op.dir, rts.instancesDir());
       if (op.containerId) {

@@ -208,13 +208,30 @@ export class PrepareCapability implements Capability {
   private trim(signature: string): void {
     const limit = this.engine.config.effective().maxIdenticalJobs;
     if (limit <= 0) return;
-    for (const id of this.engine.store.terminalJobsWithSignature(signature).slice(limit)) this.removeJob(id);
+    for (const id of this.engine.store.terminalJobsWithSignature(signature).slice(limit)) this.forgetJob(id);
   }
 
-  private removeJob(id: string): void {
+  /** Deletes a job's rows (tasks and events cascade) and its actor; call inside a transaction. */
+  forgetJob(id: string): void {
     this.engine.store.deleteJob(id);
     this.engine.mailbox.forgetActor(actorId(job.PREPARE_KIND, id));
-    setImmediate(() => this.hub.notify(id));
+    setImmediate(() => this.hub.notify(id)); // open streams of the job end
+  }
+
+  /**
+   * Asks an active job to cancel and waits until it is terminal (or gone).
+   * @throws InvalidArgumentError when it does not stop within `timeoutMs`
+   */
+  async cancelAndWait(id: string, timeoutMs: number): Promise<void> {
+    const st = this.engine.store;
+    this.engine.runtime.send(actorId(job.PREPARE_KIND, id), { type: 'cancel' });
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const cur = st.getJob(id);
+      if (!cur || cur.status === 'succeeded' || cur.status === 'failed') return;
+      if (Date.now() > deadline) throw new InvalidArgumentError('job did not stop in time', { details: id });
+      await this.hub.wait(id, 1000);
+    }
   }
 
   submit(body: PrepareBody): string {
@@ -242,7 +259,6 @@ export class PrepareCapability implements Capability {
       hub: this.hub,
       submit: (b) => this.submit(b),
       cancel: (id) => { this.engine.runtime.send(actorId(job.PREPARE_KIND, id), { type: 'cancel' }); },
-      deleteJob: (id) => this.engine.mailbox.tx(() => this.removeJob(id)),
       streamOpened: () => { this.streams++; },
       streamClosed: () => { this.streams--; },
     });

@@ -51,7 +51,9 @@ export interface DeleteResult {
 /** One removal of the plan. */
 export type DeleteOp =
   | { kind: 'instance'; id: string; containerId: string | null; dir: string }
-  | { kind: 'state'; id: string; dir: string };
+  | { kind: 'state'; id: string; dir: string }
+  /** A terminal prepare job: it owns no files, only rows (job, tasks, events, its actor). */
+  | { kind: 'job'; id: string };
 
 /** Why the deletion runs (logging and busy accounting only). */
 export type DeleteReason = 'request' | 'eviction';
@@ -68,6 +70,7 @@ export type DeleteEffect =
   | { t: 'mark-deleting'; instanceId: string }
   | { t: 'delete-instance-row'; instanceId: string }
   | { t: 'delete-state-row'; stateId: string }
+  | { t: 'delete-job-rows'; jobId: string }
   | { t: 'finished'; deletionId: string; ok: true }
   | { t: 'finished'; deletionId: string; ok: false; error: ApiError };
 
@@ -90,6 +93,7 @@ export interface DeleteState {
 const OpSchema = v.variant('kind', [
   v.object({ kind: v.literal('instance'), id: v.string(), containerId: v.nullable(v.string()), dir: v.string() }),
   v.object({ kind: v.literal('state'), id: v.string(), dir: v.string() }),
+  v.object({ kind: v.literal('job'), id: v.string() }),
 ]);
 const ApiErrorSchema = v.object({ code: v.string(), message: v.string(), details: v.optional(v.string()) });
 const StateSchema = v.object({
@@ -156,11 +160,15 @@ export function transition(state: DeleteState | undefined, msg: DeleteMessage, c
   const op = state.ops[state.cursor];
   if (!op) return step(state, ctx, 1);
   if (msg.ok) {
-    const domain: DeleteEffect[] = [op.kind === 'instance' ? { t: 'delete-instance-row', instanceId: op.id } : { t: 'delete-state-row', stateId: op.id }];
+    const domain: DeleteEffect[] = [
+      op.kind === 'instance' ? { t: 'delete-instance-row', instanceId: op.id }
+        : op.kind === 'state' ? { t: 'delete-state-row', stateId: op.id }
+          : { t: 'delete-job-rows', jobId: op.id },
+    ];
     return step({ ...state, cursor: state.cursor + 1 }, ctx, 1, domain);
   }
   if (state.work.attempt < MAX_OP_ATTEMPTS) return step(state, ctx, state.work.attempt + 1);
-  const what = op.kind === 'instance' ? `instance ${op.id}` : `state ${op.id}`;
+  const what = `${op.kind} ${op.id}`;
   const details = msg.error.details ? `${msg.error.message}: ${msg.error.details}` : msg.error.message;
   return failWith(state, { code: 'internal_error', message: `cannot delete ${what}`, details });
 }

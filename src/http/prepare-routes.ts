@@ -4,8 +4,7 @@
  */
 import * as v from 'valibot';
 import { readJsonBody, type Ctx, type Handler } from './server.js';
-import { parseBoolParam } from './reply.js';
-import { InvalidArgumentError, NotFoundError } from '../errors.js';
+import { NotFoundError } from '../errors.js';
 import type { Store } from '../mailbox/store.js';
 import type { EventHub } from '../actors/events-hub.js';
 
@@ -17,8 +16,6 @@ export interface PrepareApi {
   submit(body: PrepareBody): string;
   /** Asks a job to cancel. */
   cancel(jobId: string): void;
-  /** Deletes a terminal job's rows. */
-  deleteJob(jobId: string): void;
   /** Open streams (activity for idle shutdown). */
   streamOpened(): void;
   streamClosed(): void;
@@ -47,7 +44,7 @@ export function readPrepareBody(ctx: Ctx): Promise<PrepareBody> {
 
 function isTerminal(status: string): boolean { return status === 'succeeded' || status === 'failed'; }
 
-export function prepareHandlers(api: PrepareApi): { submitJob: Handler; cancelJob: Handler; jobEvents: Handler; deleteJob: Handler } {
+export function prepareHandlers(api: PrepareApi): { submitJob: Handler; cancelJob: Handler; jobEvents: Handler } {
   const st = api.store;
   const heartbeatMs = api.heartbeatMs ?? 5000;
   return {
@@ -65,33 +62,6 @@ export function prepareHandlers(api: PrepareApi): { submitJob: Handler; cancelJo
       if (isTerminal(job.status)) { reply.json(200, st.jobStatus(id)); return; }
       api.cancel(id);
       reply.json(202, st.jobStatus(id));
-    },
-
-    deleteJob: async ({ params, req, reply }) => {
-      const id = params[0] ?? '';
-      const force = parseBoolParam(req.query, 'force');
-      const dryRun = parseBoolParam(req.query, 'dry_run');
-      const job = st.getJob(id);
-      if (!job) throw new NotFoundError('job not found');
-      const active = !isTerminal(job.status);
-      if (active && !force) {
-        reply.json(dryRun ? 200 : 409, { dry_run: dryRun, outcome: 'blocked', root: { kind: 'job', id, blocked: 'active_tasks' } });
-        return;
-      }
-      if (dryRun) { reply.json(200, { dry_run: true, outcome: 'would_delete', root: { kind: 'job', id } }); return; }
-      if (active) {
-        api.cancel(id);
-        const deadline = Date.now() + 120_000;
-        for (;;) {
-          const cur = st.getJob(id);
-          if (!cur) throw new NotFoundError('job not found');
-          if (isTerminal(cur.status)) break;
-          if (Date.now() > deadline) throw new InvalidArgumentError('job did not stop in time', { details: id });
-          await api.hub.wait(id, 1000);
-        }
-      }
-      api.deleteJob(id);
-      reply.json(200, { dry_run: false, outcome: 'deleted', root: { kind: 'job', id } });
     },
 
     jobEvents: async ({ params, req, reply }) => {

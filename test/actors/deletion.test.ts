@@ -30,7 +30,7 @@ function failed(s: DeleteState): DeleteMessage {
   return { type: '$work', workId: s.work?.id ?? '', ok: false, error: { name: 'SnapshotError', code: 'ENGINE_SNAPSHOT', message: 'remove failed', details: 'EBUSY' } };
 }
 function effects(d: DeleteEffect[] | undefined): string[] {
-  return (d ?? []).map((e) => (e.t === 'finished' ? `finished:${e.ok ? 'ok' : 'failed'}` : `${e.t}:${'instanceId' in e ? e.instanceId : e.stateId}`));
+  return (d ?? []).map((e) => (e.t === 'finished' ? `finished:${e.ok ? 'ok' : 'failed'}` : `${e.t}:${'instanceId' in e ? e.instanceId : 'stateId' in e ? e.stateId : e.jobId}`));
 }
 
 t.test('deletion start marks the first instance deleting and asks to remove it', async (t) => {
@@ -125,4 +125,16 @@ t.test('deletion supervisor failure ends the deletion with an internal error', a
   t.same(effects(f.domain), ['finished:failed']);
   t.throws(() => onFailure(undefined, new Error('x')));
   t.throws(() => transition(undefined, { type: '$timer', name: 'x' }, ctx()), 'only start can begin a deletion');
+});
+
+t.test('deletion of a job op removes only rows: the job rows go in the commit after its (file-less) work', async (t) => {
+  const result = { dry_run: false, outcome: 'deleted' as const, root: { kind: 'job' as const, id: 'j1' } };
+  const ctx = { now: 1, messageId: 1 as never, actorId: 'delete:d' as never, newId: () => 'w1' };
+  const started = transition(undefined, { type: 'start', deletionId: 'd', ops: [{ kind: 'job', id: 'j1' }], result, reason: 'request' }, ctx);
+  t.same(started.work?.map((w) => w.spec.op), [{ kind: 'job', id: 'j1' }]);
+  t.same(effects(started.domain), [], 'no instance is marked deleting');
+  const done = transition(started.state, { type: '$work', workId: 'w1', ok: true, result: {} }, ctx);
+  t.same(effects(done.domain), ['delete-job-rows:j1', 'finished:ok']);
+  t.equal(done.state.status, 'done');
+  t.same(restore(JSON.parse(JSON.stringify(persist(done.state)))), done.state, 'a job op survives persist/restore');
 });

@@ -71,6 +71,19 @@ if (needDocker(t)) {
       t.equal(psqlAt(again.result?.['dsn'] ?? '', "select count(*) from pg_tables where tablename = 'drifted'"), '1');
     });
 
+    t.test('deleting a finished job removes its rows but never its instance or states', async (t) => {
+      const o = await prepare(eng, { psql_args: ['-f', f] });
+      t.equal(o.status, 'succeeded');
+      const states = (await eng.fetch('/v1/states')).json<unknown[]>().length;
+      const del = await eng.fetch(`/v1/prepare-jobs/${o.jobId}`, { method: 'DELETE' });
+      t.equal(del.status, 200);
+      t.same(del.json(), { dry_run: false, outcome: 'deleted', root: { kind: 'job', id: o.jobId } });
+      t.same((await eng.fetch(`/v1/tasks?job=${o.jobId}`)).json(), []);
+      t.equal((await eng.fetch(`/v1/instances/${o.result?.['instance_id'] ?? ''}`)).status, 200, 'the instance is still listed');
+      t.equal(psqlAt(o.result?.['dsn'] ?? '', 'select count(*) from kept'), '0', 'and still answers');
+      t.equal((await eng.fetch('/v1/states')).json<unknown[]>().length, states, 'no state was removed');
+    });
+
     t.test('many readers of one job stream the same events', async (t) => {
       const id = await submit(eng, { psql_args: ['-f', f, '-c', 'select pg_sleep(1)'] });
       const outs = await Promise.all(Array.from({ length: 5 }, () => waitJob(eng, id)));
