@@ -20,7 +20,7 @@ import { planInstanceDeletion, planStateDeletion, type PlanOptions } from './act
 import { countConnections } from './actors/connections.js';
 import { statesInUse } from './actors/in-use.js';
 import type { CapabilityHandlers } from './http/routes.js';
-import { parseBoolParam } from './http/reply.js';
+import { parseBoolParam, type Reply } from './http/reply.js';
 import { actorId, randomHex } from './ids.js';
 import type { ActorId } from './ids.js';
 import { ClosedError, InternalError, NotFoundError, errorText, type ApiError } from './errors.js';
@@ -101,6 +101,21 @@ export class DeletionCapability implements Capability {
     return done;
   }
 
+  /**
+   * Carries out a request's plan (unless blocked or a dry run) and answers with its result:
+   * 409 when blocked for real, 200 otherwise; a removal that failed for good is a 500 `failMessage`.
+   */
+  private async answer(reply: Reply, plan: { ops: DeleteOp[]; result: DeleteResult; blocked: boolean }, dryRun: boolean, failMessage: string): Promise<void> {
+    if (!plan.blocked && !dryRun) {
+      try {
+        await this.run(plan.ops, plan.result, 'request');
+      } catch (e) {
+        throw new InternalError(failMessage, { details: errorText(e), cause: e });
+      }
+    }
+    reply.json(plan.blocked && !dryRun ? 409 : 200, plan.result);
+  }
+
   /** Plan options for a request. */
   private planOptions(force: boolean, dryRun: boolean): PlanOptions {
     const rts = this.prepare.runtimes;
@@ -124,15 +139,7 @@ export class DeletionCapability implements Capability {
         const dryRun = parseBoolParam(req.query, 'dry_run');
         const row = st.getInstance(id);
         if (!row) throw new NotFoundError('instance not found');
-        const plan = await planInstanceDeletion(row, this.planOptions(force, dryRun));
-        if (!plan.blocked && !dryRun) {
-          try {
-            await this.run(plan.ops, plan.result, 'request');
-          } catch (e) {
-            throw new InternalError('delete instance failed', { details: errorText(e), cause: e });
-          }
-        }
-        reply.json(plan.blocked && !dryRun ? 409 : 200, plan.result);
+        await this.answer(reply, await planInstanceDeletion(row, this.planOptions(force, dryRun)), dryRun, 'delete instance failed');
       },
       deleteJob: async ({ params, req, reply }) => {
         const id = params[0] ?? '';
@@ -150,13 +157,8 @@ export class DeletionCapability implements Capability {
         // running work aborted and cleaned up), so nothing half-made outlives the job.
         if (active) await this.prepare.cancelAndWait(id, 120_000);
         if (!st.getJob(id)) throw new NotFoundError('job not found');
-        const result: DeleteResult = { dry_run: false, outcome: 'deleted', root: { kind: 'job', id } };
-        try {
-          await this.run([{ kind: 'job', id }], result, 'request');
-        } catch (e) {
-          throw new InternalError('delete job failed', { details: errorText(e), cause: e });
-        }
-        reply.json(200, result);
+        const plan = { ops: [{ kind: 'job' as const, id }], result: { dry_run: false, outcome: 'deleted' as const, root: { kind: 'job' as const, id } }, blocked: false };
+        await this.answer(reply, plan, false, 'delete job failed');
       },
       deleteState: async ({ params, req, reply }) => {
         const id = params[0] ?? '';
@@ -167,15 +169,7 @@ export class DeletionCapability implements Capability {
         if (!row) throw new NotFoundError('state not found');
         const busy = statesInUse(this.engine.mailbox.pendingWork(), { includeDeletions: false });
         const reader = { instancesOfState: (s: string) => st.instancesOfState(s), childStates: (s: string) => st.childStates(s), inUse: (s: string) => busy.has(s) };
-        const plan = await planStateDeletion(row, recurse, reader, this.planOptions(force, dryRun));
-        if (!plan.blocked && !dryRun) {
-          try {
-            await this.run(plan.ops, plan.result, 'request');
-          } catch (e) {
-            throw new InternalError('delete state failed', { details: errorText(e), cause: e });
-          }
-        }
-        reply.json(plan.blocked && !dryRun ? 409 : 200, plan.result);
+        await this.answer(reply, await planStateDeletion(row, recurse, reader, this.planOptions(force, dryRun)), dryRun, 'delete state failed');
       },
     };
   }

@@ -145,9 +145,6 @@ function isTerminalStatus(s: JobStatus): boolean { return s === 'succeeded' || s
 export function apiErrorOf(e: SerializedError): ApiError {
   const code = toApiCode(e.code);
   const out: ApiError = { code, message: e.message };
-  if (code === 'internal_error' && e.code !== 'internal_error') {
-    out.message = e.message;
-  }
   if (e.details !== undefined && e.details !== '') out.details = e.details;
   return out;
 }
@@ -231,6 +228,7 @@ function onWork(o: Out, msg: Extract<SystemMessage, { type: '$work' }>): T {
       const r = msg.result as PlanResult;
       const resolved = s.resolved;
       if (!resolved) return fail(o, { code: 'internal_error', message: 'resolved image id is required' });
+      // Wire tasks assembled from the plan work's ids (computed by `buildPsqlPlan` in `planPsql`).
       const tasks: WireTask[] = [{ task_id: 'plan', type: 'plan', planner_kind: 'psql' }];
       if (!s.imageHadDigest) tasks.push({ task_id: 'resolve-image', type: 'resolve_image', image_id: s.request.image, resolved_image_id: resolved.resolvedId });
       r.steps.forEach((st, i) => {
@@ -319,12 +317,8 @@ export function transition(state: PrepareState | undefined, msg: PrepareMessage,
     return o.done();
   }
   const o = new Out(state, ctx);
-  if (isTerminalStatus(state.status)) {
-    if (msg.type === '$work' && msg.ok && state.work === undefined) {
-      // A result arriving after the job ended (e.g. after cancel): nothing to record.
-    }
-    return o.done();
-  }
+  // Anything arriving after the job ended (e.g. a work result after cancel) changes nothing.
+  if (isTerminalStatus(state.status)) return o.done();
   switch (msg.type) {
     case 'start':
       return o.done(); // redelivered start

@@ -13,6 +13,7 @@ import type { Runtimes, RuntimeHandle, LogFn } from './runtimes.js';
 import type { PrepareWork, ResolveResult, PlanResult, StepResult, InstanceResult, StateRowData, PrepareRequest } from './prepare-job.js';
 import { validatePsqlRequest, argsSummary, type PsqlPrepared } from './psql-args.js';
 import { hashPsqlPrepared, psqlJobSignature, stateId } from './hashing.js';
+import { buildPsqlPlan, type StateExecuteTask } from './plan.js';
 import { InternalError, InvalidArgumentError, CancelledError, errorText, assertNever, hasCode } from '../errors.js';
 import { rfc3339Nano } from '../clock.js';
 import type { BindMount } from '../workers/container-types.js';
@@ -63,13 +64,15 @@ function commonDir(paths: string[]): string | undefined {
 export async function planPsql(store: Pick<Store, 'hasState'>, request: PrepareRequest, resolvedImage: string): Promise<PlanResult> {
   const prepared = validatePsqlRequest(request.psqlArgs, request.stdin);
   const hashes = await hashPsqlPrepared(prepared);
-  let input: { kind: 'image' | 'state'; id: string } = { kind: 'image', id: resolvedImage };
-  const steps: PlanResult['steps'] = hashes.steps.map((h, i) => {
-    const out = stateId(input.kind, input.id, h.taskHash);
-    input = { kind: 'state', id: out };
-    const st = prepared.steps[i];
-    const cached = store.hasState(out);
-    return st?.input ? { taskHash: h.taskHash, outputStateId: out, cached, argsSummary: argsSummary(st.input) } : { taskHash: h.taskHash, outputStateId: out, cached };
+  // Chaining and cache lookups are the planner's; only its execute tasks matter here.
+  const executes = buildPsqlPlan({
+    requestedImage: resolvedImage, resolvedImage, imageHadDigest: true, steps: hashes.steps,
+    stateExists: (id) => store.hasState(id),
+  }).filter((tk): tk is StateExecuteTask => tk.type === 'state_execute');
+  const steps: PlanResult['steps'] = executes.map((tk, i) => {
+    const input = prepared.steps[i]?.input;
+    const step = { taskHash: tk.task_hash, outputStateId: tk.output_state_id, cached: tk.cached };
+    return input ? { ...step, argsSummary: argsSummary(input) } : step;
   });
   return { steps, requestTaskHash: hashes.requestTaskHash, signature: psqlJobSignature(hashes.requestTaskHash, resolvedImage, request.planOnly) };
 }

@@ -5,10 +5,9 @@
  */
 import uWS from 'uWebSockets.js';
 import type { HttpResponse, TemplatedApp, us_listen_socket, WebSocketBehavior } from 'uWebSockets.js';
-import { EngineError, errorText } from '../errors.js';
+import { EngineError, InvalidArgumentError, errorText } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Reply, readBody, readReq, type Req } from './reply.js';
-import { InvalidArgumentError } from '../errors.js';
 import * as v from 'valibot';
 
 export interface Ctx {

@@ -3,6 +3,7 @@
  * bases. Read methods return the wire shapes of `api.md` §3 (snake_case, optional fields omitted).
  * Every statement is prepared once, at construction.
  */
+import type Database from 'better-sqlite3';
 import type { Db } from './db.js';
 import type { ApiError } from '../errors.js';
 
@@ -122,6 +123,8 @@ function omitNull<T extends Record<string, unknown>>(o: T): Record<string, unkno
 
 export class Store {
   private readonly s;
+  /** Statements whose SQL depends on which fields a patch sets, prepared once per shape. */
+  private readonly byShape = new Map<string, Database.Statement>();
   constructor(private readonly db: Db) {
     const p = db.prepare.bind(db);
     this.s = {
@@ -154,6 +157,7 @@ export class Store {
       childStates: p<[string], StateRow>('SELECT * FROM states WHERE parent_state_id = ? ORDER BY created_ms, state_id'),
       touchState: p('UPDATE states SET last_used_at = ?, last_used_ms = ?, use_count = use_count + 1 WHERE state_id = ?'),
       refcount: p<[string], { n: number }>('SELECT COUNT(*) AS n FROM instances WHERE state_id = ?'),
+      refcounts: p<[], { state_id: string; n: number }>('SELECT state_id, COUNT(*) AS n FROM instances GROUP BY state_id'),
       insertInstance: p(`INSERT INTO instances (instance_id, state_id, image_id, created_at, runtime_id, runtime_dir, host_port, job_id)
         VALUES (@instance_id, @state_id, @image_id, @created_at, @runtime_id, @runtime_dir, @host_port, @job_id)`),
       getInstance: p<[string], InstanceRow>('SELECT * FROM instances WHERE instance_id = ?'),
@@ -173,6 +177,12 @@ export class Store {
   }
 
   tx<T>(fn: () => T): T { return this.db.transaction(fn)(); }
+
+  private shaped(sql: string): Database.Statement {
+    let st = this.byShape.get(sql);
+    if (!st) { st = this.db.prepare(sql); this.byShape.set(sql, st); }
+    return st;
+  }
 
   // ---- jobs -------------------------------------------------------------------------------
   insertJob(j: NewJob): void {
@@ -196,7 +206,7 @@ export class Store {
     if (p.result !== undefined) put('result_json', JSON.stringify(p.result));
     if (p.error !== undefined) put('error_json', JSON.stringify(p.error));
     if (sets.length === 0) return;
-    this.db.prepare(`UPDATE jobs SET ${sets.join(', ')} WHERE job_id = ?`).run(...vals, id);
+    this.shaped(`UPDATE jobs SET ${sets.join(', ')} WHERE job_id = ?`).run(...vals, id);
   }
   deleteJob(id: string): boolean { return this.s.deleteJob.run(id).changes > 0; }
   /** Terminal jobs with a signature, newest first. */
@@ -243,7 +253,7 @@ export class Store {
     if (p.error !== undefined) put('error_json', JSON.stringify(p.error));
     if (p.task !== undefined) put('task_json', JSON.stringify(p.task));
     if (sets.length === 0) return;
-    this.db.prepare(`UPDATE tasks SET ${sets.join(', ')} WHERE job_id = ? AND position = ?`).run(...vals, jobId, position);
+    this.shaped(`UPDATE tasks SET ${sets.join(', ')} WHERE job_id = ? AND position = ?`).run(...vals, jobId, position);
   }
   /** `GET /v1/tasks` entries (`job` = exact job id). */
   listTaskEntries(job?: string): Record<string, unknown>[] {
@@ -278,18 +288,19 @@ export class Store {
   deleteState(id: string): boolean { return this.s.deleteState.run(id).changes > 0; }
   touchState(id: string, at: string, ms: number): void { this.s.touchState.run(at, ms, id); }
   refcount(stateId: string): number { return this.s.refcount.get(stateId)?.n ?? 0; }
-  stateEntry(r: StateRow): Record<string, unknown> {
+  stateEntry(r: StateRow, refcount = this.refcount(r.state_id)): Record<string, unknown> {
     return omitNull({
       state_id: r.state_id, parent_state_id: r.parent_state_id, image_id: r.image_id, prepare_kind: r.prepare_kind,
       prepare_args_normalized: r.prepare_args_normalized, created_at: r.created_at, size_bytes: r.size_bytes,
       last_used_at: r.last_used_at, use_count: r.use_count, min_retention_until: r.min_retention_until,
-      refcount: this.refcount(r.state_id),
+      refcount,
     });
   }
   listStateEntries(f: { idPrefix?: string; kind?: string; image?: string }): Record<string, unknown>[] {
+    const counts = new Map(this.s.refcounts.all().map((c) => [c.state_id, c.n]));
     return this.allStates()
       .filter((r) => (!f.idPrefix || r.state_id.toLowerCase().startsWith(f.idPrefix)) && (!f.kind || r.prepare_kind === f.kind) && (!f.image || r.image_id === f.image))
-      .map((r) => this.stateEntry(r));
+      .map((r) => this.stateEntry(r, counts.get(r.state_id) ?? 0));
   }
 
   // ---- instances --------------------------------------------------------------------------
