@@ -40,7 +40,7 @@ export function mountsUnder(dir: string): string[] {
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     const mp = line.split(' ')[4];
     if (!mp) continue;
-    const p = mp.replace(/\\040/g, ' ');
+    const p = mp.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
     if (p === root || p.startsWith(root + '/')) out.push(p);
   }
   return out.sort((a, b) => b.length - a.length);

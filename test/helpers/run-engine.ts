@@ -6,35 +6,24 @@
  *
  * Requires `npm run build` after changing `src/` (the engine runs from `dist/`).
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import Docker from 'dockerode';
+import { dockerProblem as sharedDockerProblem, socketPath } from './docker.js';
+import { IMAGE, wipe } from './prepare.js';
 import { startEngine, type EngineProcess, type StartOptions } from './engine.js';
-import { storeLabel } from '../../src/actors/runtimes.js';
-import { LABEL_STORE } from '../../src/workers/container-types.js';
 
-export const IMAGE = process.env['SQLRS_TEST_IMAGE'] ?? 'sqlrs-local/postgres:15';
+export { IMAGE };
 export const REQUIRE_DOCKER = process.env['SQLRS_REQUIRE_DOCKER'] === '1';
 
-const docker = new Docker({ socketPath: (process.env['DOCKER_HOST'] ?? '').startsWith('unix://') ? (process.env['DOCKER_HOST'] ?? '').slice(7) : '/var/run/docker.sock' });
+const docker = new Docker({ socketPath });
 
 /** Why real-Docker tests cannot run here, or undefined when they can. */
-export async function dockerProblem(): Promise<string | undefined> {
-  try {
-    await docker.ping();
-  } catch (e) {
-    return `docker daemon unreachable: ${(e as Error).message}`;
-  }
-  try {
-    await docker.getImage(IMAGE).inspect();
-  } catch {
-    return `image ${IMAGE} is missing (run: bash scripts/test-env.sh)`;
-  }
-  return undefined;
+export function dockerProblem(): Promise<string | undefined> {
+  return sharedDockerProblem(docker);
 }
 
 export { docker };
@@ -167,28 +156,9 @@ export function openStoreDb(eng: EngineProcess): Database.Database {
   return db;
 }
 
-/** Mount points at or below `dir`, deepest first. */
-function mountsBelow(dir: string): string[] {
-  const base = resolve(dir);
-  const out: string[] = [];
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const mp = line.split(' ')[4];
-    if (mp === undefined) continue;
-    const p = mp.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (p === base || p.startsWith(`${base}/`)) out.push(p);
-  }
-  return out.sort((a, b) => b.length - a.length);
-}
-
 /** Removes the containers labelled with a store, the mounts below `dir`, and `dir`. */
 export async function scrub(dir: string, store: string): Promise<void> {
-  const label = `${LABEL_STORE}=${storeLabel(resolve(store))}`;
-  const list = await docker.listContainers({ all: true, filters: JSON.stringify({ label: [label] }) }).catch(() => []);
-  for (const c of list) await docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined);
-  for (const mp of mountsBelow(dir)) {
-    try { execFileSync('umount', ['-l', mp], { stdio: 'ignore' }); } catch { /* already gone */ }
-  }
-  rmSync(dir, { recursive: true, force: true });
+  wipe(dir, store);
 }
 
 /**
@@ -200,10 +170,7 @@ export async function startRunEngine(t: { teardown(fn: () => void | Promise<void
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'sqlrs-run-test-'));
   // The CLI's idle timeout (2m0s) stays on, so an engine orphaned by a killed test process ends itself.
   const eng = await startEngine(undefined, { ...opts, dir, startTimeoutMs: opts.startTimeoutMs ?? 60_000 });
-  const killOnExit = (): void => { eng.proc.kill('SIGKILL'); };
-  process.once('exit', killOnExit);
   t.teardown(async () => {
-    process.removeListener('exit', killOnExit);
     if (eng.proc.exitCode === null && eng.proc.signalCode === null) {
       try {
         const list = await eng.fetch('/v1/instances', { timeoutMs: 10_000 });
