@@ -25,6 +25,9 @@ import { actorId, newJobId } from './ids.js';
 import { InvalidArgumentError, InternalError, errorText } from './errors.js';
 import { rfc3339Nano } from './clock.js';
 
+/** An exited probe container older than this was left by an engine that died mid-probe. */
+const PROBE_ABANDONED_MS = 10 * 60 * 1000;
+
 /** Resolves the container API socket from env and config (`container.runtime`). */
 export function containerSocket(mode: string): string {
   const env = (process.env['SQLRS_CONTAINER_RUNTIME'] ?? '').trim();
@@ -114,9 +117,11 @@ export class PrepareCapability implements Capability {
           await this.containers.remove(c.id);
         }
       }
-      // One-shot probe containers carry no store label; an exited one is never needed again.
+      // One-shot probe containers carry no store label, so they may belong to another engine that
+      // is reading one right now: only an exited probe left for long (one lives about a second)
+      // is abandoned.
       for (const c of await this.containers.list({ [LABEL_ROLE]: 'probe' })) {
-        if (!c.running) {
+        if (!c.running && Date.now() - c.createdMs > PROBE_ABANDONED_MS) {
           log.warn('removing leftover probe container', { id: c.id });
           await this.containers.remove(c.id);
         }

@@ -49,7 +49,14 @@ export type OutputStream = 'stdout' | 'stderr';
 
 export interface ExecResult { exitCode: number }
 
-export interface ContainerSummary { id: string; name: string; labels: Record<string, string>; running: boolean }
+export interface ContainerSummary {
+  id: string;
+  name: string;
+  labels: Record<string, string>;
+  running: boolean;
+  /** Creation time, ms since the epoch. */
+  createdMs: number;
+}
 
 export interface ContainerRuntime {
   /** Checks the daemon answers; throws ContainerError with a clear message otherwise. */

@@ -845,6 +845,7 @@ const api: ContainerWorkerApi = {
         name: (c.Names?.[0] ?? '').replace(/^\//, ''),
         labels: { ...(c.Labels ?? {}) },
         running: c.State === 'running',
+        createdMs: typeof c.Created === 'number' ? c.Created * 1000 : 0,
       }));
     });
   },
