@@ -25,7 +25,6 @@ export type InternalErrorCode =
   | 'ENGINE_STORE_LOCKED'
   | 'ENGINE_USAGE'
   | 'ENGINE_QUEUE_FULL'
-  | 'ENGINE_ABORTED'
   | 'ENGINE_CONTAINER'
   | 'ENGINE_SNAPSHOT'
   | 'ENGINE_WORKER';
@@ -97,7 +96,10 @@ export class InternalError extends EngineError {
     super('internal_error', message, opts);
   }
 }
-/** Work stopped because its job was cancelled. */
+/**
+ * Work stopped because it was cancelled: a job cancel, a client gone, or an operation aborted
+ * through its AbortSignal. The engine's one cancellation code.
+ */
 export class CancelledError extends EngineError {
   constructor(message = 'job cancelled', opts: EngineErrorOptions = {}) {
     super('cancelled', message, opts);
@@ -151,12 +153,6 @@ export class UsageError extends EngineError {
     super('ENGINE_USAGE', message);
   }
 }
-/** An operation aborted through its AbortSignal. */
-export class AbortedError extends EngineError {
-  constructor(message = 'operation aborted', opts: EngineErrorOptions = {}) {
-    super('ENGINE_ABORTED', message, opts);
-  }
-}
 /** A container runtime failure (Docker/Podman API). */
 export class ContainerError extends EngineError {
   constructor(message: string, opts: EngineErrorOptions = {}) {
@@ -180,6 +176,45 @@ const API_CODES = new Set<string>([
   'invalid_argument', 'not_found', 'conflict', 'internal_error', 'cancelled',
   'cache_enforcement_unavailable', 'cache_limit_too_small', 'cache_full_unreclaimable',
 ]);
+
+/**
+ * The one error-code → HTTP table: the status an error answers with, and the body it gets —
+ * `own`: the error's `{code, message, details}`; `fallback`: `internal_error` with the route's
+ * fallback message and the error's text as details; or a fixed wire code and message with the
+ * error's message as details (internal codes never reach the wire as-is).
+ */
+export type HttpBodyRule = 'own' | 'fallback' | { code: ApiErrorCode; message: string };
+export const HTTP_STATUS: Readonly<Record<ErrorCode, { status: number; body: HttpBodyRule }>> = {
+  invalid_argument: { status: 400, body: 'own' },
+  not_found: { status: 404, body: 'own' },
+  conflict: { status: 409, body: 'own' },
+  internal_error: { status: 500, body: 'own' },
+  cancelled: { status: 500, body: 'fallback' },
+  cache_enforcement_unavailable: { status: 500, body: 'fallback' },
+  cache_limit_too_small: { status: 500, body: 'fallback' },
+  cache_full_unreclaimable: { status: 500, body: 'fallback' },
+  ENGINE_ILLEGAL_STATE: { status: 500, body: 'fallback' },
+  ENGINE_CLOSED: { status: 503, body: { code: 'internal_error', message: 'engine is busy' } },
+  ENGINE_MAILBOX_FULL: { status: 503, body: { code: 'internal_error', message: 'engine is busy' } },
+  ENGINE_QUEUE_FULL: { status: 503, body: { code: 'internal_error', message: 'engine is busy' } },
+  ENGINE_LEASE_LOST: { status: 500, body: 'fallback' },
+  ENGINE_SCHEMA_TOO_NEW: { status: 500, body: 'fallback' },
+  ENGINE_STORE_LOCKED: { status: 500, body: 'fallback' },
+  ENGINE_USAGE: { status: 500, body: 'fallback' },
+  ENGINE_CONTAINER: { status: 500, body: 'fallback' },
+  ENGINE_SNAPSHOT: { status: 500, body: 'fallback' },
+  ENGINE_WORKER: { status: 500, body: 'fallback' },
+};
+
+/** The HTTP status and API body for any thrown value, by {@link HTTP_STATUS}. */
+export function httpErrorOf(e: unknown, fallbackMessage = 'internal error'): { status: number; body: ApiError } {
+  const fallback = { code: 'internal_error', message: fallbackMessage, details: errorText(e) };
+  if (!(e instanceof EngineError)) return { status: 500, body: fallback };
+  const row = HTTP_STATUS[e.code];
+  if (row.body === 'own') return { status: row.status, body: e.toApi() };
+  if (row.body === 'fallback') return { status: row.status, body: fallback };
+  return { status: row.status, body: { code: row.body.code, message: row.body.message, details: e.message } };
+}
 
 /** Maps any code to a wire code; internal codes become `internal_error`. */
 export function toApiCode(code: string): ApiErrorCode {
@@ -224,7 +259,6 @@ export function deserializeError(s: SerializedError): EngineError {
     case 'conflict': e = new ConflictError(s.message, opts); break;
     case 'internal_error': e = new InternalError(s.message, opts); break;
     case 'cancelled': e = new CancelledError(s.message, opts); break;
-    case 'ENGINE_ABORTED': e = new AbortedError(s.message, opts); break;
     case 'ENGINE_CONTAINER': e = new ContainerError(s.message, opts); break;
     case 'ENGINE_SNAPSHOT': e = new SnapshotError(s.message, opts); break;
     default: e = new EngineError(s.code, s.message, opts);

@@ -208,7 +208,7 @@ function onWork(o: Out, msg: Extract<SystemMessage, { type: '$work' }>): T {
   const s = o.s;
   const kind = s.work?.kind;
   if (!msg.ok) {
-    if (s.cancelRequested || msg.error.code === 'cancelled' || msg.error.code === 'ENGINE_ABORTED') {
+    if (s.cancelRequested || msg.error.code === 'cancelled') {
       const inTask = kind === 'step' || kind === 'instance';
       return fail(o, { code: 'cancelled', message: inTask ? 'task cancelled' : 'job cancelled' });
     }

@@ -287,7 +287,7 @@ export class PrepareWorker {
       // A failed or cancelled step leaves nothing: no container, no mount, no partial state.
       await rts.release(spec.jobId).catch((e2: unknown) => this.d.log.error('cannot release runtime', { job: spec.jobId, error: errorText(e2) }));
       await this.removePartial(spec.outputStateId).catch((e2: unknown) => this.d.log.error('cannot remove partial state', { state: spec.outputStateId, error: errorText(e2) }));
-      if (signal.aborted || hasCode(e, 'ENGINE_ABORTED')) throw new CancelledError('task cancelled');
+      if (signal.aborted || hasCode(e, 'cancelled')) throw new CancelledError('task cancelled');
       throw outOfSpaceError(e, phase) ?? e;
     }
   }
@@ -343,7 +343,7 @@ export class PrepareWorker {
       return { instanceId: rt.instanceId, containerId: rt.containerId, port: rt.port, dir: rt.dir, createdAt: rfc3339Nano() };
     } catch (e) {
       await rts.release(spec.jobId).catch(() => {});
-      if (signal.aborted || hasCode(e, 'ENGINE_ABORTED')) throw new CancelledError('task cancelled');
+      if (signal.aborted || hasCode(e, 'cancelled')) throw new CancelledError('task cancelled');
       throw e;
     }
   }

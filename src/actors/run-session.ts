@@ -134,8 +134,7 @@ export function runErrorOf(e: SerializedError): ApiError {
       if (e.details !== undefined && e.details !== '') out.details = e.details;
       return out;
     }
-    case 'cancelled':
-    case 'ENGINE_ABORTED': {
+    case 'cancelled': {
       const out: ApiError = { code: 'cancelled', message: 'run cancelled' };
       if (e.message !== '') out.details = e.message;
       return out;

@@ -20,7 +20,7 @@ import type { InstanceRow } from '../mailbox/store.js';
 import type { ContainerRuntime, ExecRequest } from '../workers/container-types.js';
 import { LABEL_INSTANCE, LABEL_JOB, LABEL_ROLE } from '../workers/container-types.js';
 import type { FsTask, FsTaskOutput } from '../workers/protocol.js';
-import { AbortedError, CancelledError, ConflictError, InternalError, assertNever, errorText } from '../errors.js';
+import { CancelledError, ConflictError, InternalError, assertNever, errorText } from '../errors.js';
 import { rfc3339Nano } from '../clock.js';
 import type { RunChannel, RunChannels } from './run-channel.js';
 import type { EnsureResult, ExecOutcome, RunWork } from './run-session.js';
@@ -65,15 +65,15 @@ interface Recovery {
   done: Promise<string>;
 }
 
-/** Resolves with `p`, or rejects with AbortedError once `signal` aborts (`p` keeps running). */
+/** Resolves with `p`, or rejects with CancelledError once `signal` aborts (`p` keeps running). */
 async function untilAborted<V>(p: Promise<V>, signal: AbortSignal, what: string): Promise<V> {
-  if (signal.aborted) throw new AbortedError(`${what} aborted`);
+  if (signal.aborted) throw new CancelledError(`${what} aborted`);
   let disposer: Disposable | undefined;
   try {
     return await Promise.race([
       p,
       new Promise<never>((_, reject) => {
-        disposer = addAbortListener(signal, () => reject(new AbortedError(`${what} aborted`)));
+        disposer = addAbortListener(signal, () => reject(new CancelledError(`${what} aborted`)));
       }),
     ]);
   } finally {

@@ -158,7 +158,7 @@ export class Runtimes {
       return rt;
     } catch (e) {
       await this.s.fs.run({ type: 'remove-runtime', backend: this.s.backend, runtimeDir: dir }).catch(() => {});
-      if (signal.aborted || hasCode(e, 'ENGINE_ABORTED')) throw e;
+      if (signal.aborted || hasCode(e, 'cancelled')) throw e;
       throw new InternalError('cannot start runtime', { details: errorText(e), cause: e });
     }
   }

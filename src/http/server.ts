@@ -5,7 +5,7 @@
  */
 import uWS from 'uWebSockets.js';
 import type { HttpResponse, TemplatedApp, us_listen_socket, WebSocketBehavior } from 'uWebSockets.js';
-import { EngineError, InvalidArgumentError, errorText } from '../errors.js';
+import { EngineError, InvalidArgumentError, errorText, httpErrorOf } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Reply, readBody, readReq, type Req } from './reply.js';
 import * as v from 'valibot';
@@ -69,23 +69,10 @@ export interface HttpServerOptions {
   websockets?: Record<string, WebSocketBehavior<never>>;
 }
 
-/** Sends an error in the API's shape with the status its code implies. */
+/** Sends an error in the API's shape with the status its code implies (`HTTP_STATUS` in errors.ts). */
 export function sendError(reply: Reply, e: unknown, fallbackMessage = 'internal error'): void {
-  if (e instanceof EngineError) {
-    switch (e.code) {
-      case 'invalid_argument': reply.json(400, e.toApi()); return;
-      case 'not_found': reply.json(404, e.toApi()); return;
-      case 'conflict': reply.json(409, e.toApi()); return;
-      case 'internal_error': reply.json(500, e.toApi()); return;
-      case 'ENGINE_MAILBOX_FULL':
-      case 'ENGINE_QUEUE_FULL':
-      case 'ENGINE_CLOSED':
-        reply.json(503, { code: 'internal_error', message: 'engine is busy', details: e.message }); return;
-      default:
-        reply.json(500, { code: 'internal_error', message: fallbackMessage, details: errorText(e) }); return;
-    }
-  }
-  reply.json(500, { code: 'internal_error', message: fallbackMessage, details: errorText(e) });
+  const { status, body } = httpErrorOf(e, fallbackMessage);
+  reply.json(status, body);
 }
 
 export class HttpServer {

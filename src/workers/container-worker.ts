@@ -22,7 +22,7 @@ import type { Duplex, Readable } from 'node:stream';
 import Docker from 'dockerode';
 import * as Comlink from 'comlink';
 import nodeAdapter from 'comlink/dist/umd/node-adapter.js';
-import { AbortedError, ContainerError, EngineError, WorkerError, serializeError, type SerializedError } from '../errors.js';
+import { CancelledError, ContainerError, EngineError, WorkerError, serializeError, type SerializedError } from '../errors.js';
 import {
   DATA_MOUNT,
   LABEL_ROLE,
@@ -207,7 +207,7 @@ async function operation<T>(opId: number, what: string, fn: (signal: AbortSignal
 }
 
 function throwIfAborted(signal: AbortSignal | undefined, what: string): void {
-  if (signal?.aborted) throw new AbortedError(`${what} aborted`);
+  if (signal?.aborted) throw new CancelledError(`${what} aborted`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -355,7 +355,7 @@ async function runExec(containerId: string, cmd: string[], opts: RunExecOptions)
     if (signal?.aborted) {
       onAbort();
       await killing;
-      throw new AbortedError('exec aborted', { details: cmd.join(' ') });
+      throw new CancelledError('exec aborted', { details: cmd.join(' ') });
     }
     const exitCode = await exitCodeOf(exec);
     return { exitCode, output: collected.toString() };
@@ -499,7 +499,7 @@ async function pull(ref: string, signal: AbortSignal): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       const onAbort = (): void => {
         stream.destroy();
-        reject(new AbortedError('image pull aborted'));
+        reject(new CancelledError('image pull aborted'));
       };
       signal.addEventListener('abort', onAbort, { once: true });
       d.modem.followProgress(stream, (err: Error | null, events: unknown[]) => {
@@ -512,7 +512,7 @@ async function pull(ref: string, signal: AbortSignal): Promise<void> {
       });
     });
   } catch (e) {
-    if (e instanceof AbortedError) throw e;
+    if (e instanceof CancelledError) throw e;
     const err = toEngineError('pull', e);
     if (err.message === 'docker is not running') throw err;
     throw new ContainerError('cannot resolve image', { details: `${ref}: not present locally and pull failed: ${messageOf(e)}`, cause: e });

@@ -6,7 +6,7 @@
 import { Worker } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeAdapter from 'comlink/dist/umd/node-adapter.js';
-import { AbortedError, ClosedError, WorkerError, deserializeError, errorText } from '../errors.js';
+import { CancelledError, ClosedError, WorkerError, deserializeError, errorText } from '../errors.js';
 import type { Logger } from '../log.js';
 import type {
   ContainerRuntime,
@@ -207,7 +207,7 @@ export class DockerRuntime implements ContainerRuntime {
     signal?: AbortSignal,
   ): Promise<T> {
     if (this.closed) throw new ClosedError('container runtime');
-    if (signal?.aborted) throw new AbortedError(`${what} aborted`);
+    if (signal?.aborted) throw new CancelledError(`${what} aborted`);
     const live = (this.live ??= this.spawn());
     const opId = signal ? ++this.opSeq : 0;
     const onAbort = (): void => {
@@ -216,7 +216,7 @@ export class DockerRuntime implements ContainerRuntime {
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
       await Promise.race([live.ready, live.gone]);
-      if (signal?.aborted) throw new AbortedError(`${what} aborted`);
+      if (signal?.aborted) throw new CancelledError(`${what} aborted`);
       const out = await Promise.race([fn(live.api, opId), live.gone]);
       if (out.ok) return out.value;
       throw deserializeError(out.error);

@@ -5,7 +5,7 @@
  * - The queue is bounded: at most `maxThreads` running plus `maxQueue` waiting tasks; one more is
  *   refused at once with `ENGINE_QUEUE_FULL` ({@link needsDrain} tells producers to slow down).
  * - An aborted signal drops a queued task, or terminates the worker running it; either way the
- *   call rejects with `ENGINE_ABORTED`.
+ *   call rejects with `cancelled`.
  * - Errors from the worker are rebuilt with their code (`deserializeError`).
  * - `close()` stops accepting work, lets accepted tasks finish (escalating to `destroy()` after
  *   `closeTimeoutMs`) and is idempotent; `destroy()` terminates the workers at once and rejects
@@ -13,7 +13,7 @@
  */
 import { Piscina } from 'piscina';
 import {
-  AbortedError,
+  CancelledError,
   ClosedError,
   deserializeError,
   EngineError,
@@ -89,11 +89,11 @@ export class FsPool {
 
   /**
    * Runs `task` in a worker. Rejects with the worker's error (by code), `ENGINE_QUEUE_FULL` when
-   * the queue is full, `ENGINE_ABORTED` when `signal` aborts first, `ENGINE_CLOSED` after close.
+   * the queue is full, `cancelled` when `signal` aborts first, `ENGINE_CLOSED` after close.
    */
   async run<T extends FsTask>(task: T, signal?: AbortSignal): Promise<FsTaskOutput[T['type']]> {
     if (!this.#accepting) throw new ClosedError(POOL_NAME);
-    if (signal?.aborted) throw new AbortedError(`fs task ${task.type} aborted`, { cause: signal.reason });
+    if (signal?.aborted) throw new CancelledError(`fs task ${task.type} aborted`, { cause: signal.reason });
     if (this.needsDrain) throw new QueueFullError(POOL_NAME, this.#maxQueue);
     this.#pending++;
     try {
@@ -120,7 +120,7 @@ export class FsPool {
   }
 
   #runFailure(task: FsTask, e: unknown, signal: AbortSignal | undefined): EngineError {
-    if (signal?.aborted) return new AbortedError(`fs task ${task.type} aborted`, { cause: signal.reason });
+    if (signal?.aborted) return new CancelledError(`fs task ${task.type} aborted`, { cause: signal.reason });
     if (this.#destroyed) return new ClosedError(POOL_NAME);
     const msg = e instanceof Error ? e.message : String(e);
     this.#log.warn('fs worker failed', { task: task.type, error: msg });

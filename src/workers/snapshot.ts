@@ -18,7 +18,7 @@ import { addAbortListener } from 'node:events';
 import { constants as fsc, type Dirent, type Stats } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import path from 'node:path';
-import { AbortedError, EngineError, SnapshotError } from '../errors.js';
+import { CancelledError, EngineError, SnapshotError } from '../errors.js';
 import type {
   CloneSource,
   FsTask,
@@ -58,7 +58,7 @@ const BACKENDS: readonly SnapshotBackendKind[] = ['copy', 'overlay', 'btrfs'];
 // Small helpers
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new AbortedError('filesystem operation aborted', { cause: signal.reason });
+  if (signal?.aborted) throw new CancelledError('filesystem operation aborted', { cause: signal.reason });
 }
 
 function errnoOf(e: unknown): string | undefined {
@@ -68,7 +68,7 @@ function errnoOf(e: unknown): string | undefined {
 
 function toEngineError(op: string, e: unknown): EngineError {
   if (e instanceof EngineError) return e;
-  if (e instanceof Error && e.name === 'AbortError') return new AbortedError(`${op} aborted`, { cause: e });
+  if (e instanceof Error && e.name === 'AbortError') return new CancelledError(`${op} aborted`, { cause: e });
   const msg = e instanceof Error ? e.message : String(e);
   return new SnapshotError(`${op} failed: ${msg}`, { details: errnoOf(e), cause: e });
 }
@@ -175,7 +175,7 @@ async function exec(name: string, args: readonly string[], opts: ExecOptions = {
         const signal = opts.signal;
         disposer = addAbortListener(signal, () => {
           child.kill('SIGKILL');
-          reject(new AbortedError(`${cmdline} aborted`, { cause: signal.reason }));
+          reject(new CancelledError(`${cmdline} aborted`, { cause: signal.reason }));
         });
       }
       child.once('error', (e) => reject(new SnapshotError(`cannot run ${name}: ${e.message}`, { cause: e })));
@@ -353,7 +353,7 @@ async function unmount(mp: string, signal: AbortSignal | undefined): Promise<voi
   try {
     await exec('umount', [mp], { signal });
   } catch (e) {
-    if (e instanceof AbortedError) throw e;
+    if (e instanceof CancelledError) throw e;
     if (!(await isMountPoint(mp))) return;
     await exec('umount', ['-l', mp], { signal });
   }
@@ -614,7 +614,7 @@ async function probeOverlay(root: string, notes: string[], signal: AbortSignal |
     }
     return true;
   } catch (e) {
-    if (e instanceof AbortedError) throw e;
+    if (e instanceof CancelledError) throw e;
     notes.push(`overlay: ${e instanceof Error ? e.message : String(e)}`);
     return false;
   } finally {

@@ -113,7 +113,7 @@ t.test('run session cancel aborts the running work and forgets the actor only af
   t.equal(r.state.status, 'failed');
   t.match(events(r.domain), [{ type: 'error', error: { code: 'cancelled', message: 'run cancelled' } }]);
   t.notOk(forgets(r.domain), 'the aborted work is still to report');
-  r = transition(r.state, failed(r.state, 'ENGINE_ABORTED', 'exec aborted'), ctx());
+  r = transition(r.state, failed(r.state, 'cancelled', 'exec aborted'), ctx());
   t.same(events(r.domain), [], 'nothing more is emitted');
   t.ok(forgets(r.domain));
   t.equal(r.state.work, undefined);

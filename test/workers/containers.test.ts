@@ -120,7 +120,7 @@ t.test('DockerRuntime reports docker is not running when the socket does not exi
 t.test('DockerRuntime rejects an already-aborted signal and calls after close', async (t) => {
   const other = new DockerRuntime({ socketPath: join(tempDir(t), 'missing.sock'), logger });
   await t.rejects(other.exec({ containerId: 'x', cmd: ['true'], user: 'postgres' }, () => undefined, AbortSignal.abort()), {
-    code: 'ENGINE_ABORTED',
+    code: 'cancelled',
   });
   await other.close();
   await t.rejects(other.ping(), { code: 'ENGINE_CLOSED' });
@@ -339,7 +339,7 @@ t.test('exec', needsDocker, async (t) => {
       },
       ac.signal,
     );
-    await t.rejects(p, { code: 'ENGINE_ABORTED' });
+    await t.rejects(p, { code: 'cancelled' });
     t.ok(abortedAt > 0, 'the command had started');
     t.ok(Date.now() - t0 < 3000, `rejected after ${Date.now() - t0} ms`);
     const ps = collector();
@@ -353,7 +353,7 @@ t.test('exec', needsDocker, async (t) => {
     const t0 = Date.now();
     const p = rt.exec({ containerId: c.id, cmd: ['sleep', '30'], user: 'postgres' }, () => undefined, ac.signal);
     setTimeout(() => ac.abort(), 200);
-    await t.rejects(p, { code: 'ENGINE_ABORTED' });
+    await t.rejects(p, { code: 'cancelled' });
     t.ok(Date.now() - t0 < 3000, `rejected after ${Date.now() - t0} ms`);
     const ps = collector();
     await rt.exec({ containerId: c.id, cmd: ['ps', '-eo', 'args'], user: '0' }, ps.sink);
@@ -373,7 +373,7 @@ t.test('exec', needsDocker, async (t) => {
       },
       ac.signal,
     );
-    await t.rejects(p, { code: 'ENGINE_ABORTED' });
+    await t.rejects(p, { code: 'cancelled' });
     t.ok(abortedAt > 0, 'the command had started');
     t.ok(Date.now() - abortedAt < 3000, `rejected ${Date.now() - abortedAt} ms after the abort`);
     const ps = collector();
@@ -420,6 +420,6 @@ t.test('start aborted while starting leaves no container behind', needsDocker, a
   const ac = new AbortController();
   const p = rt.start({ image: IMAGE, name: name('abortstart'), labels, dataDir: dir, extraMounts: [] }, ac.signal);
   setTimeout(() => ac.abort(), 150);
-  await t.rejects(p, { code: 'ENGINE_ABORTED' });
+  await t.rejects(p, { code: 'cancelled' });
   t.same(await rt.list(labels), []);
 });

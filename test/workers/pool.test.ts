@@ -99,11 +99,11 @@ t.test('FsPool drops a queued task whose signal aborts', async (t) => {
   const ac = new AbortController();
   const queued = p.run({ type: 'copy-tree', src, dest: join(root, 'two') }, ac.signal);
   ac.abort();
-  await t.rejects(queued, { code: 'ENGINE_ABORTED' });
+  await t.rejects(queued, { code: 'cancelled' });
   t.same(await running, { bytes: 300 * 2048, files: 300 });
   t.same(await p.run({ type: 'measure', path: join(root, 'one') }), { bytes: 300 * 2048, files: 300 });
   t.equal(await exists(join(root, 'two')), false, 'the aborted task never ran');
-  await t.rejects(p.run({ type: 'measure', path: root }, AbortSignal.abort()), { code: 'ENGINE_ABORTED' }, 'an already aborted signal is refused');
+  await t.rejects(p.run({ type: 'measure', path: root }, AbortSignal.abort()), { code: 'cancelled' }, 'an already aborted signal is refused');
 });
 
 t.test('FsPool aborts a running task by terminating its worker', async (t) => {
@@ -123,7 +123,7 @@ t.test('FsPool aborts a running task by terminating its worker', async (t) => {
   }
   t.equal(await exists(dest), true, 'the copy started');
   ac.abort();
-  await t.rejects(copying, { code: 'ENGINE_ABORTED' });
+  await t.rejects(copying, { code: 'cancelled' });
   const partial = await p.run({ type: 'measure', path: dest });
   t.ok(partial.files < 2000, `the copy stopped early (${partial.files} files)`);
   t.same(await p.run({ type: 'measure', path: src }), { bytes: 2000 * 2048, files: 2000 }, 'the pool keeps working');
