@@ -4,6 +4,7 @@
  * the engine's one cancellation code.
  */
 import { CancelledError } from './errors.js';
+import type { Clock } from './clock.js';
 
 /** The error an aborted signal stands for: its reason when that is an engine error, else `cancelled`. */
 export function abortError(signal: AbortSignal | undefined, what = 'operation'): Error {
@@ -43,4 +44,14 @@ export function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error
 /** Resolves after `ms`, or rejects with {@link abortError} when `signal` aborts first. */
 export function delay(ms: number, signal?: AbortSignal): Promise<void> {
   return raceAbort(new Promise<void>((resolve) => { setTimeout(resolve, ms).unref(); }), signal, 'wait');
+}
+
+/**
+ * A signal that aborts with `onTimeout()` after `ms` on the given clock (actors keep all time on
+ * their injected clock). Call `clear()` when the guarded work is done.
+ */
+export function timeoutSignal(clock: Clock, ms: number, onTimeout: () => Error): { signal: AbortSignal; clear(): void } {
+  const ctrl = new AbortController();
+  const handle = clock.setTimeout(() => ctrl.abort(onTimeout()), ms);
+  return { signal: ctrl.signal, clear: () => clock.clearTimeout(handle) };
 }

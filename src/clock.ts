@@ -1,16 +1,20 @@
 /** Injected time source so that timer-driven logic can be tested without sleeping. */
 export interface Clock {
   now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
+  /**
+   * Calls `fn` after `ms`. Real timers never keep the process alive on their own, unless
+   * `keepAlive` is set (a wait the process must not exit during, such as a shutdown grace period).
+   */
+  setTimeout(fn: () => void, ms: number, opts?: { keepAlive?: boolean }): unknown;
   clearTimeout(handle: unknown): void;
 }
 
-/** The real clock. Timers are unref'd so they never keep the process alive on their own. */
+/** The real clock. */
 export const systemClock: Clock = {
   now: () => Date.now(),
-  setTimeout: (fn, ms) => {
+  setTimeout: (fn, ms, opts) => {
     const t = setTimeout(fn, ms);
-    t.unref();
+    if (opts?.keepAlive !== true) t.unref();
     return t;
   },
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),

@@ -1,30 +1,49 @@
 /**
- * Composition root: builds every component in start-up order and tears them down in reverse.
+ * Composition root and lifecycle. It builds, in start-up order, everything the wings share — the
+ * logger, the store lock, SQLite (mailbox and store), the config, the worker clients (fs pool,
+ * container runtime), the snapshot backend and the store layout — then every wing's service by
+ * constructor injection (each registers its actor logic with the actor system), wires the
+ * callbacks between wings, and starts HTTP. Nothing else imports `http/` or this file.
  *
  * Lifecycle (`EngineStatus`): `created → starting → running → stopping → stopped`; a start-up
  * failure ends in `failed` after undoing what was built.
- * Start-up order: logger → state root + store lock → SQLite (migrations) → config → worker pools →
- * actor runtime (recovery) → HTTP listener → `engine.json`.
- * Shutdown order: stop accepting → drain actors → close pools → close SQLite → remove `engine.json`
- * → release the store lock. Each step reports its own failure and the rest still run.
+ * Start-up order: logger → state root + store lock → SQLite (migrations) → config → worker clients
+ * → snapshot backend → wings → HTTP listener → `engine.json` → start-up recovery → actor system
+ * → resumed deletions and the cache's start-up check.
+ * Shutdown runs what was built in reverse: stop listening → drain actors → close wings → close
+ * the worker clients → close HTTP → close SQLite → remove `engine.json` → release the store lock.
+ * Each step reports its own failure and the rest still run.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { EngineError, errorText, IllegalStateError } from './errors.js';
+import type { WebSocketBehavior } from 'uWebSockets.js';
+import { EngineError, errorText, IllegalStateError, InternalError } from './errors.js';
 import { createLogger, fileSink, type Logger, type LogLevel } from './log.js';
 import { systemClock, rfc3339Nano, type Clock } from './clock.js';
 import { randomHex } from './ids.js';
-import { lockStore, type StoreLock } from './store-lock.js';
-import { openDatabase, type Db } from './mailbox/db.js';
-import { Store } from './mailbox/store.js';
-import { Mailbox } from './mailbox/mailbox.js';
-import { ActorRuntime } from './actors/runtime.js';
-import { ConfigManager } from './config/index.js';
-import { HttpServer } from './http/server.js';
-import type { WebSocketBehavior } from 'uWebSockets.js';
-import { buildRoutes, type CapabilityHandlers } from './http/routes.js';
+import { lockStore } from './store-lock.js';
 import { writeEngineJson, removeEngineJson } from './discovery.js';
 import { splitHostPort, type EngineFlags } from './flags.js';
+import { ConfigManager } from './config/index.js';
+import { openDatabase } from './mailbox/db.js';
+import { Store } from './mailbox/store.js';
+import { Mailbox } from './mailbox/mailbox.js';
+import { FsPool } from './workers/pool.js';
+import { DockerRuntime } from './workers/containers.js';
+import type { ContainerRuntime, SnapshotBackendKind } from './workers/protocol.js';
+import { ActorSystem } from './actors/system/system.js';
+import { StoreLayout } from './actors/layout.js';
+import { recover } from './actors/recovery.js';
+import { statesInUse, deletionWorkStates, type WorkStates } from './actors/deletion/in-use.js';
+import { DELETE_KIND } from './actors/deletion/transition.js';
+import { PREPARE_KIND } from './actors/prepare/transition.js';
+import { PrepareService, prepareWorkStates } from './actors/prepare/service.js';
+import { RunService } from './actors/run/service.js';
+import { DeletionService } from './actors/deletion/service.js';
+import { CacheService } from './actors/cache/service.js';
+import { HttpServer } from './http/server.js';
+import { buildRoutes } from './http/routes.js';
+import { eventsWebSocket } from './http/ws.js';
 
 export type EngineStatus = 'created' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
 
@@ -35,27 +54,36 @@ export interface EngineOptions {
   clock?: Clock;
   /** Tee log lines to stderr. */
   logToStderr?: boolean;
+  /** A container runtime to use instead of the Docker/Podman API client. */
+  containers?: ContainerRuntime;
 }
 
-/** Hooks a capability uses to plug into the engine (registered before start). */
-export interface Capability {
-  name: string;
-  /** Called after the runtime is built, before it starts (register behaviours). */
-  init?(e: Engine): void | Promise<void>;
-  /**
-   * Called once the listener is up and engine.json written, before the actor runtime starts:
-   * crash recovery that must finish before outstanding work is redispatched (start-up hygiene).
-   * Requests arriving meanwhile only enqueue persistent messages.
-   */
-  recover?(e: Engine): void | Promise<void>;
-  /** Called after recovery, once the runtime runs. */
-  started?(e: Engine): void | Promise<void>;
-  handlers?(e: Engine): CapabilityHandlers;
-  /** WebSocket endpoints by path. */
-  websockets?(e: Engine): Record<string, WebSocketBehavior<never>>;
-  /** True while the capability has work that must keep the engine alive. */
-  busy?(): boolean;
-  close?(): Promise<void>;
+/** How long the actor system may drain running work at shutdown before aborting it. */
+const DRAIN_GRACE_MS = 5000;
+/** How often idleness is checked. */
+const IDLE_CHECK_MS = 1000;
+
+/** Resolves the container API socket from env and config (`container.runtime`). */
+export function containerSocket(mode: string, env: NodeJS.ProcessEnv = process.env): string {
+  const fromEnv = (env['SQLRS_CONTAINER_RUNTIME'] ?? '').trim();
+  const want = fromEnv !== '' ? (fromEnv.includes('podman') ? 'podman' : 'docker') : mode;
+  const fromHost = (v: string | undefined): string | undefined => (v && v.startsWith('unix://') ? v.slice('unix://'.length) : undefined);
+  const docker = fromHost(env['DOCKER_HOST']) ?? '/var/run/docker.sock';
+  const podman = fromHost(env['CONTAINER_HOST']) ?? '/run/podman/podman.sock';
+  if (want === 'podman') return podman;
+  if (want === 'docker') return docker;
+  return existsSync(docker) || !existsSync(podman) ? docker : podman;
+}
+
+/** `snapshot.backend`: an explicit backend the store cannot support is an error, never a silent fallback. */
+async function chooseBackend(fs: FsPool, root: string, mode: string): Promise<SnapshotBackendKind> {
+  const probe = await fs.run({ type: 'probe', root });
+  if (mode === 'copy') return 'copy';
+  if (mode === 'btrfs' || mode === 'overlay') {
+    if (probe[mode]) return mode;
+    throw new InternalError(`snapshot.backend is ${mode} but the state store does not support it`, { details: probe.notes.join('; ') });
+  }
+  return probe.btrfs ? 'btrfs' : probe.overlay ? 'overlay' : 'copy';
 }
 
 export class Engine {
@@ -65,93 +93,146 @@ export class Engine {
   readonly token = randomHex(32);
   readonly root: string;
   readonly clock: Clock;
-  log!: Logger;
-  db!: Db;
-  store!: Store;
-  mailbox!: Mailbox;
-  runtime!: ActorRuntime;
-  config!: ConfigManager;
-  server!: HttpServer;
-  port = 0;
-  startedAt = '';
-  private lock: StoreLock | undefined;
-  private readonly capabilities: Capability[] = [];
-  private closing: Promise<void> | undefined;
-  private idleTimer: NodeJS.Timeout | undefined;
-  private lastBusy = Date.now();
+  readonly log: Logger;
   /** Resolves when the engine has stopped (signal, idle or `close`). */
   readonly stopped: Promise<void>;
-  private resolveStopped!: () => void;
+  private resolveStopped: () => void = () => undefined;
+  /** What start-up built, undone in reverse at shutdown. */
+  private readonly undo: { name: string; run: () => unknown }[] = [];
+  /** Whether each part still has work that keeps the engine alive. */
+  private readonly busyChecks: (() => boolean)[] = [];
+  private closing: Promise<void> | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
 
   constructor(readonly opts: EngineOptions) {
     this.version = opts.flags.version;
     this.root = resolve(opts.stateStore ?? join(dirname(resolve(opts.flags.writeEngineJson)), 'state-store'));
     this.clock = opts.clock ?? systemClock;
     this.stopped = new Promise((r) => { this.resolveStopped = r; });
-  }
-
-  use(c: Capability): this {
-    if (this.status !== 'created') throw new IllegalStateError('capabilities must be added before start');
-    this.capabilities.push(c);
-    return this;
+    const logFile = join(dirname(resolve(opts.flags.writeEngineJson)), 'logs', 'engine.log');
+    this.log = createLogger(fileSink(logFile, opts.logToStderr ?? false), 'debug');
   }
 
   private setStatus(s: EngineStatus): void {
-    this.log?.info('engine status', { from: this.status, to: s });
+    this.log.info('engine status', { from: this.status, to: s });
     this.status = s;
+  }
+
+  private built(name: string, run: () => unknown): void {
+    this.undo.push({ name, run });
   }
 
   async start(): Promise<void> {
     if (this.status !== 'created') throw new IllegalStateError(`start in status ${this.status}`);
     const f = this.opts.flags;
-    const engineJsonDir = dirname(resolve(f.writeEngineJson));
-    this.log = createLogger(fileSink(join(engineJsonDir, 'logs', 'engine.log'), this.opts.logToStderr ?? false), 'debug');
-    this.log.info(`sqlrs-engine version=${this.version}`, { pid: process.pid, root: this.root });
+    const clock = this.clock;
+    const log = this.log;
+    log.info(`sqlrs-engine version=${this.version}`, { pid: process.pid, root: this.root });
     this.setStatus('starting');
     try {
       if (f.runDir) mkdirSync(f.runDir, { recursive: true, mode: 0o700 });
       mkdirSync(this.root, { recursive: true, mode: 0o700 });
-      this.lock = lockStore(this.root);
-      this.db = openDatabase(join(this.root, 'state.db'));
-      this.store = new Store(this.db);
-      this.mailbox = new Mailbox(this.db, this.clock);
-      this.config = await ConfigManager.open(this.root);
-      const applyLevel = (): void => this.log.setLevel(this.config.effective().logLevel as LogLevel);
+      const lock = lockStore(this.root);
+      this.built('release store lock', () => lock.release());
+      const engineJson = resolve(f.writeEngineJson);
+      this.built('remove engine.json', () => removeEngineJson(engineJson, this.instanceId));
+      const db = openDatabase(join(this.root, 'state.db'));
+      this.built('close database', () => { if (db.open) db.close(); });
+      const store = new Store(db);
+      const mailbox = new Mailbox(db, clock);
+      const config = await ConfigManager.open(this.root);
+      const applyLevel = (): void => log.setLevel(config.effective().logLevel as LogLevel);
       applyLevel();
-      this.config.onChange(applyLevel);
-      this.runtime = new ActorRuntime(this.mailbox, this.clock, this.log.child({ c: 'actors' }));
-      for (const c of this.capabilities) await c.init?.(this);
-      const handlers: CapabilityHandlers = {};
-      const websockets: Record<string, WebSocketBehavior<never>> = {};
-      for (const c of this.capabilities) {
-        Object.assign(handlers, c.handlers?.(this) ?? {});
-        Object.assign(websockets, c.websockets?.(this) ?? {});
-      }
-      this.server = new HttpServer({
-        token: this.token,
-        logger: this.log.child({ c: 'http' }),
-        routes: buildRoutes({ version: this.version, instanceId: this.instanceId, pid: process.pid, store: this.store, config: this.config }, handlers),
-        websockets,
+      config.onChange(applyLevel);
+
+      // Worker clients and the store's shape.
+      const fs = new FsPool({ logger: log.child({ c: 'fs' }), maxThreads: 2 });
+      this.built('close fs pool', () => fs.close());
+      const containers = this.opts.containers ?? new DockerRuntime({ socketPath: containerSocket(config.effective().containerRuntime), logger: log.child({ c: 'containers' }) });
+      this.built('close container runtime', () => containers.close());
+      // Not awaited and not fatal: read endpoints work without it; prepares fail with a clear error.
+      containers.ping().then(
+        (v) => log.info('container runtime ready', { version: v.version, api: v.apiVersion }),
+        (err: unknown) => log.error('container runtime is not reachable', { error: errorText(err) }),
+      );
+      const backend = await chooseBackend(fs, this.root, config.effective().snapshotBackend);
+      log.info('snapshot backend', { backend });
+      const layout = new StoreLayout(this.root);
+      // HTTP closes after the wings (open streams end once the work behind them has stopped).
+      let server: HttpServer | undefined;
+      this.built('close http', () => server?.close());
+
+      // The wings. Work of each kind says which states it uses; eviction and deletion respect them.
+      const system = new ActorSystem(mailbox, clock, log.child({ c: 'actors' }));
+      const workStates = (withDeletions: boolean): Set<string> => {
+        const byKind = new Map<string, WorkStates>([[PREPARE_KIND, prepareWorkStates]]);
+        if (withDeletions) byKind.set(DELETE_KIND, deletionWorkStates);
+        return statesInUse(mailbox.pendingWork(), byKind);
+      };
+      const shared = { store, mailbox, system, fs, containers, layout, clock };
+      // Eviction goes through the deletion wing, built below: the callback is only called later.
+      let evict = (row: { state_id: string }): Promise<void> => Promise.reject(new IllegalStateError(`eviction of ${row.state_id} before start`));
+      const cache = new CacheService({
+        store, fs, layout, clock, log: log.child({ c: 'cache' }),
+        config: () => config.effective().cache, statesInUse: () => workStates(true), evict: (row) => evict(row),
       });
-      const { host, port } = splitHostPort(f.listen);
-      this.port = await this.server.listen(host, port);
-      this.startedAt = rfc3339Nano();
-      writeEngineJson(resolve(f.writeEngineJson), {
-        endpoint: `${host.includes(':') ? `[${host}]` : host}:${this.port}`,
+      const prepare = new PrepareService({
+        ...shared, backend, capacity: cache, log: log.child({ c: 'prepare' }),
+        maxIdenticalJobs: () => config.effective().maxIdenticalJobs,
+      });
+      const deletion = new DeletionService({
+        ...shared, backend, log: log.child({ c: 'deletion' }), statesInUse: (withDeletions) => workStates(withDeletions),
+        jobs: { cancelAndWait: (id, ms) => prepare.cancelAndWait(id, ms), forget: (id) => prepare.forgetJob(id) },
+      });
+      evict = (row) => deletion.evictState(row as Parameters<DeletionService['evictState']>[0]);
+      deletion.onStateDeleted((id) => cache.forget(id));
+      const runs = new RunService({ ...shared, log: log.child({ c: 'run' }) });
+      this.built('close wings', () => { runs.close(); deletion.close(); });
+      this.built('drain actors', () => system.close(DRAIN_GRACE_MS));
+      this.busyChecks.push(
+        () => system.activeWork > 0,
+        () => store.jobsWithStatus('queued', 'running').length > 0,
+        () => prepare.busy(), () => runs.busy(), () => deletion.busy(), () => cache.busy(),
+      );
+
+      // HTTP.
+      const ws = eventsWebSocket({
+        store, onEvents: (fn) => prepare.onEvents(fn), log: log.child({ c: 'ws' }), token: this.token,
+        authorized: (h) => http.authorized(h),
+        opened: () => { http.openSockets++; },
+        closed: () => { http.openSockets--; },
+      });
+      const http = new HttpServer({
+        token: this.token,
+        logger: log.child({ c: 'http' }),
+        routes: buildRoutes({ version: this.version, instanceId: this.instanceId, pid: process.pid, store, config, prepare, runs, deletion, cache }),
+        // The behaviour is typed with its own per-socket data; uWS only sees it through this map.
+        websockets: { '/v1/ws': ws as unknown as WebSocketBehavior<never> },
+      });
+      server = http;
+      const { host, port: wantPort } = splitHostPort(f.listen);
+      const port = await http.listen(host, wantPort);
+      this.built('stop listening', () => http.stopListening());
+      this.busyChecks.push(() => http.inFlight > 0);
+      writeEngineJson(engineJson, {
+        endpoint: `${host.includes(':') ? `[${host}]` : host}:${port}`,
         pid: process.pid,
-        startedAt: this.startedAt,
+        startedAt: rfc3339Nano(clock.now()),
         authToken: this.token,
         version: this.version,
         instanceId: this.instanceId,
       });
-      this.log.info('engine listening', { endpoint: `${host}:${this.port}` });
-      for (const c of this.capabilities) await c.recover?.(this);
-      this.runtime.start();
-      for (const c of this.capabilities) await c.started?.(this);
-      this.armIdle();
+      log.info('engine listening', { endpoint: `${host}:${port}` });
+
+      // Recovery before the actors resume; requests meanwhile only enqueue persistent messages.
+      await recover({ store, mailbox, fs, containers, layout, backend, log: log.child({ c: 'hygiene' }), clock });
+      system.start();
+      deletion.resume();
+      cache.checkAtStartup();
+      this.armIdle(() => http.lastActivity);
       this.setStatus('running');
     } catch (e) {
-      this.log.error('engine start failed', { error: errorText(e) });
+      log.error('engine start failed', { error: errorText(e) });
       await this.teardown();
       this.setStatus('failed');
       this.resolveStopped();
@@ -159,26 +240,25 @@ export class Engine {
     }
   }
 
-  /** True while queued/running jobs or capability work must keep the engine alive. */
+  /** True while requests, streams, queued or running jobs or running work keep the engine alive. */
   busy(): boolean {
-    if (this.runtime?.activeWork > 0) return true;
-    if (this.store && this.store.jobsWithStatus('queued', 'running').length > 0) return true;
-    return this.capabilities.some((c) => c.busy?.() ?? false);
+    return this.busyChecks.some((b) => b());
   }
 
-  private armIdle(): void {
+  private armIdle(lastActivity: () => number): void {
     const idleMs = this.opts.flags.idleTimeoutMs;
     if (idleMs <= 0) return;
+    let lastBusy = this.clock.now();
     this.idleTimer = setInterval(() => {
       if (this.status !== 'running') return;
-      const now = Date.now();
-      if (this.server.inFlight > 0 || this.busy()) { this.lastBusy = now; return; }
-      const last = Math.max(this.lastBusy, this.server.lastActivity);
+      const now = this.clock.now();
+      if (this.busy()) { lastBusy = now; return; }
+      const last = Math.max(lastBusy, lastActivity());
       if (now - last >= idleMs) {
         this.log.info('idle timeout reached; shutting down', { idle_ms: now - last });
         void this.close();
       }
-    }, 1000);
+    }, IDLE_CHECK_MS);
     this.idleTimer.unref();
   }
 
@@ -197,16 +277,9 @@ export class Engine {
 
   private async teardown(): Promise<void> {
     if (this.idleTimer) clearInterval(this.idleTimer);
-    const step = async (name: string, fn: () => unknown): Promise<void> => {
-      try { await fn(); } catch (e) { this.log?.error(`shutdown step failed: ${name}`, { error: errorText(e) }); }
-    };
-    await step('stop listening', () => this.server?.stopListening());
-    await step('drain actors', () => this.runtime?.close(5000));
-    for (const c of [...this.capabilities].reverse()) await step(`close ${c.name}`, () => c.close?.());
-    await step('close http', () => this.server?.close());
-    await step('close database', () => { if (this.db?.open) this.db.close(); });
-    await step('remove engine.json', () => removeEngineJson(resolve(this.opts.flags.writeEngineJson), this.instanceId));
-    await step('release store lock', () => this.lock?.release());
+    for (const step of this.undo.splice(0).reverse()) {
+      try { await step.run(); } catch (e) { this.log.error(`shutdown step failed: ${step.name}`, { error: errorText(e) }); }
+    }
   }
 }
 

@@ -206,10 +206,15 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, { status: number; body: Htt
   ENGINE_WORKER: { status: 500, body: 'fallback' },
 };
 
+/** True for the engine's own error codes (the keys of {@link HTTP_STATUS}). */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.prototype.hasOwnProperty.call(HTTP_STATUS, code);
+}
+
 /** The HTTP status and API body for any thrown value, by {@link HTTP_STATUS}. */
 export function httpErrorOf(e: unknown, fallbackMessage = 'internal error'): { status: number; body: ApiError } {
   const fallback = { code: 'internal_error', message: fallbackMessage, details: errorText(e) };
-  if (!(e instanceof EngineError)) return { status: 500, body: fallback };
+  if (!(e instanceof EngineError) || !isErrorCode(e.code)) return { status: 500, body: fallback };
   const row = HTTP_STATUS[e.code];
   if (row.body === 'own') return { status: row.status, body: e.toApi() };
   if (row.body === 'fallback') return { status: row.status, body: fallback };
@@ -238,7 +243,7 @@ export function serializeError(e: unknown): SerializedError {
     const code = (e as { code?: unknown }).code;
     const out: SerializedError = {
       name: e.name,
-      code: typeof code === 'string' && (API_CODES.has(code) || code.startsWith('ENGINE_')) ? (code as ErrorCode) : 'ENGINE_WORKER',
+      code: isErrorCode(code) ? code : 'ENGINE_WORKER',
       message: e.message,
     };
     const details = (e as { details?: unknown }).details;

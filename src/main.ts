@@ -2,7 +2,6 @@
 import { parseFlags, USAGE } from './flags.js';
 import { Engine, exitCodeFor } from './engine.js';
 import { errorText } from './errors.js';
-import { installCapabilities } from './capabilities.js';
 
 export async function cli(argv: string[]): Promise<void> {
   let flags;
@@ -16,7 +15,6 @@ export async function cli(argv: string[]): Promise<void> {
   }
   const stateStore = (process.env['SQLRS_STATE_STORE'] ?? '').trim();
   const engine = new Engine({ flags, ...(stateStore ? { stateStore } : {}), logToStderr: process.stderr.isTTY === true });
-  installCapabilities(engine);
   // Handlers go in first: engine.json appears before start-up finishes, so a signal may arrive
   // while it is still under way; shutdown then waits for start() to settle.
   let signalled = false;

@@ -1,4 +1,5 @@
 /**
+ * long-file: one class owns the whole config surface (read, validate, persist, notify); its parts share private state.
  * The engine's config: built-in defaults plus the user's overrides in `<root>/config.json`.
  *
  * The file holds only overrides. Reads see either the overrides alone or the effective view

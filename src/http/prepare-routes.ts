@@ -2,40 +2,13 @@
  * HTTP handlers for prepare jobs: submit, cancel, delete, and the NDJSON events stream
  * (full replay then live; `Range: events=N-` → 206; a blank line every 5 s while quiet).
  */
-import * as v from 'valibot';
 import { readJsonBody, type Ctx, type Handler } from './server.js';
 import { NotFoundError } from '../errors.js';
 import type { Store } from '../mailbox/store.js';
-import type { EventHub } from '../actors/events-hub.js';
+import { PrepareBodySchema, type PrepareBody, type PrepareService } from '../actors/prepare/service.js';
 
-/** What the prepare handlers need from the engine. */
-export interface PrepareApi {
-  store: Store;
-  hub: EventHub;
-  /** Validates and creates a job; returns its id. @throws InvalidArgumentError */
-  submit(body: PrepareBody): string;
-  /** Asks a job to cancel. */
-  cancel(jobId: string): void;
-  /** Open streams (activity for idle shutdown). */
-  streamOpened(): void;
-  streamClosed(): void;
-  /** Heartbeat interval for quiet streams. @default 5000 */
-  heartbeatMs?: number;
-}
-
-export const PrepareBodySchema = v.object({
-  prepare_kind: v.optional(v.nullable(v.string())),
-  image_id: v.optional(v.nullable(v.string())),
-  psql_args: v.optional(v.nullable(v.array(v.string()))),
-  stdin: v.optional(v.nullable(v.string())),
-  liquibase_args: v.optional(v.nullable(v.array(v.string()))),
-  liquibase_exec: v.optional(v.nullable(v.string())),
-  liquibase_exec_mode: v.optional(v.nullable(v.string())),
-  liquibase_env: v.optional(v.nullable(v.record(v.string(), v.string()))),
-  work_dir: v.optional(v.nullable(v.string())),
-  plan_only: v.optional(v.nullable(v.boolean())),
-});
-export type PrepareBody = v.InferOutput<typeof PrepareBodySchema>;
+/** Heartbeat interval for quiet event streams. */
+const HEARTBEAT_MS = 5000;
 
 /** Decodes a prepare request body; type errors are `invalid json payload` like the reference decoder. */
 export function readPrepareBody(ctx: Ctx): Promise<PrepareBody> {
@@ -44,9 +17,8 @@ export function readPrepareBody(ctx: Ctx): Promise<PrepareBody> {
 
 function isTerminal(status: string): boolean { return status === 'succeeded' || status === 'failed'; }
 
-export function prepareHandlers(api: PrepareApi): { submitJob: Handler; cancelJob: Handler; jobEvents: Handler } {
-  const st = api.store;
-  const heartbeatMs = api.heartbeatMs ?? 5000;
+export function prepareHandlers(st: Store, api: PrepareService): { submitJob: Handler; cancelJob: Handler; jobEvents: Handler } {
+  const heartbeatMs = HEARTBEAT_MS;
   return {
     submitJob: async (ctx) => {
       const body = await readPrepareBody(ctx);
@@ -101,7 +73,7 @@ export function prepareHandlers(api: PrepareApi): { submitJob: Handler; cancelJo
           // Terminal events are committed with the terminal status: once terminal, we have them all.
           if (terminal && lines.length === 0) break;
           if (terminal) continue;
-          const r = await api.hub.wait(id, heartbeatMs, ac.signal);
+          const r = await api.waitForEvents(id, heartbeatMs, ac.signal);
           if (r === 'aborted') break;
           if (r === 'timeout') await reply.write('\n');
         }

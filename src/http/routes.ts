@@ -1,11 +1,20 @@
 /**
- * The `/v1` route table. Handlers validate input and then read the store or hand work to the
- * engine's services; they hold no business logic.
+ * The `/v1` route table, explicit: every route and method is listed here, over the wings'
+ * services. Handlers validate input and then read the store or call a service; they hold no
+ * business logic. The wings' own handlers are in `<wing>-routes.ts`.
  */
-import { exact, pattern, type Route, type Ctx, type Handler } from './server.js';
+import { exact, pattern, type Route, type Ctx } from './server.js';
 import { parseBoolParam, parseIdPrefix, sendList, strParam } from './reply.js';
 import type { Store } from '../mailbox/store.js';
 import { looksLikeInstanceId } from '../ids.js';
+import type { PrepareService } from '../actors/prepare/service.js';
+import type { RunService } from '../actors/run/service.js';
+import type { DeletionService } from '../actors/deletion/service.js';
+import type { CacheService } from '../actors/cache/service.js';
+import { prepareHandlers, readPrepareBody } from './prepare-routes.js';
+import { runHandlers } from './run-routes.js';
+import { deletionHandlers } from './deletion-routes.js';
+import { cacheHandlers } from './cache-routes.js';
 
 /** The config surface the routes need (implemented by the config manager). */
 export interface ConfigApi {
@@ -15,13 +24,17 @@ export interface ConfigApi {
   schema(): object;
 }
 
-/** Engine services behind the routes. Later capabilities add optional members. */
+/** Engine services behind the routes. */
 export interface RouteServices {
   version: string;
   instanceId: string;
   pid: number;
   store: Store;
   config: ConfigApi;
+  prepare: PrepareService;
+  runs: RunService;
+  deletion: DeletionService;
+  cache: CacheService;
 }
 
 function health(s: RouteServices): Route {
@@ -100,49 +113,33 @@ function reads(s: RouteServices): Route[] {
   ];
 }
 
-/** Capability handlers plugged into shared paths. */
-export interface CapabilityHandlers {
-  submitJob?: Handler;
-  deleteJob?: Handler;
-  cancelJob?: Handler;
-  jobEvents?: Handler;
-  deleteInstance?: Handler;
-  deleteState?: Handler;
-  runs?: Handler;
-  cacheStatus?: Handler;
-  cacheExplain?: Handler;
-}
-
-function methods(m: Record<string, Handler | undefined>): Route['methods'] {
-  const out: Route['methods'] = {};
-  for (const [k, v] of Object.entries(m)) if (v) out[k] = v;
-  return out;
-}
-
 /** Builds the whole route table. */
-export function buildRoutes(s: RouteServices, h: CapabilityHandlers = {}): Route[] {
+export function buildRoutes(s: RouteServices): Route[] {
   const st = s.store;
+  const jobs = prepareHandlers(st, s.prepare);
+  const del = deletionHandlers(s.deletion);
+  const cache = cacheHandlers(s.cache, s.prepare, readPrepareBody);
   return [
     health(s),
     ...config(s),
-    exact('/v1/prepare-jobs', true, methods({
+    exact('/v1/prepare-jobs', true, ({
       GET: ({ req, reply }) => {
         const job = req.query.get('job') ?? '';
         sendList(reply, req.accept, st.listJobEntries(job.trim() || undefined));
       },
-      POST: h.submitJob,
+      POST: jobs.submitJob,
     })),
-    pattern(/^\/v1\/prepare-jobs\/([^/]+)\/cancel$/, true, methods({ POST: h.cancelJob })),
-    pattern(/^\/v1\/prepare-jobs\/([^/]+)\/events$/, true, methods({ GET: h.jobEvents })),
-    pattern(/^\/v1\/prepare-jobs\/([^/]+)$/, true, methods({
+    pattern(/^\/v1\/prepare-jobs\/([^/]+)\/cancel$/, true, ({ POST: jobs.cancelJob })),
+    pattern(/^\/v1\/prepare-jobs\/([^/]+)\/events$/, true, ({ GET: jobs.jobEvents })),
+    pattern(/^\/v1\/prepare-jobs\/([^/]+)$/, true, ({
       GET: ({ params, reply }) => {
         const body = st.jobStatus(params[0] ?? '');
         if (!body) { reply.notFoundText(); return; }
         reply.json(200, body);
       },
-      DELETE: h.deleteJob,
+      DELETE: del.deleteJob,
     })),
-    pattern(/^\/v1\/instances\/([^/]+)$/, true, methods({
+    pattern(/^\/v1\/instances\/([^/]+)$/, true, ({
       GET: ({ params, reply }) => {
         const ref = (params[0] ?? '').trim();
         if (ref === '') { reply.notFoundText(); return; }
@@ -154,19 +151,19 @@ export function buildRoutes(s: RouteServices, h: CapabilityHandlers = {}): Route
         if (id && st.getInstance(id)) { reply.empty(307, { Location: `/v1/instances/${id}` }); return; }
         reply.notFoundText();
       },
-      DELETE: h.deleteInstance,
+      DELETE: del.deleteInstance,
     })),
-    pattern(/^\/v1\/states\/([^/]+)$/, true, methods({
+    pattern(/^\/v1\/states\/([^/]+)$/, true, ({
       GET: ({ params, reply }) => {
         const r = st.getState(params[0] ?? '');
         if (!r) { reply.notFoundText(); return; }
         reply.json(200, st.stateEntry(r));
       },
-      DELETE: h.deleteState,
+      DELETE: del.deleteState,
     })),
-    exact('/v1/runs', true, methods({ POST: h.runs })),
-    exact('/v1/cache/status', true, methods({ GET: h.cacheStatus })),
-    exact('/v1/cache/explain/prepare', true, methods({ POST: h.cacheExplain })),
+    exact('/v1/runs', true, ({ POST: runHandlers(s.runs).runs })),
+    exact('/v1/cache/status', true, ({ GET: cache.cacheStatus })),
+    exact('/v1/cache/explain/prepare', true, ({ POST: cache.cacheExplain })),
     ...reads(s),
   ];
 }

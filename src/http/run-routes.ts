@@ -10,53 +10,25 @@
  * Recovery `log` events are held back until then, so they never force a `200` on a run that fails.
  * A client that disconnects cancels the run, which kills the process.
  */
-import * as v from 'valibot';
-import { readJsonBody, type Ctx, type Handler } from './server.js';
+import { readJsonBody, type Handler } from './server.js';
 import type { Reply } from './reply.js';
-import type { ApiError } from '../errors.js';
+import { HTTP_STATUS, type ApiError, type ErrorCode } from '../errors.js';
 import { rfc3339Nano } from '../clock.js';
-import { validateRunRequest, type InstanceLookup, type RunRequestInput, type ValidRun } from '../actors/run-args.js';
-import type { RunChannel, RunEvent } from '../actors/run-channel.js';
+import { RunBodySchema, runInput, type RunChannel, type RunEvent, type RunRequestInput } from '../actors/run/service.js';
 
-/** What the run handler needs from the engine. */
+/** What the run handler needs from the run wing (its service). */
 export interface RunApi {
-  lookup: InstanceLookup;
-  /** Starts a validated run; returns its channel. @throws ClosedError / MailboxFullError */
-  start(run: ValidRun): RunChannel;
+  /** Validates and starts a run; returns its channel. @throws the API errors of `api.md` §3.12 */
+  start(input: RunRequestInput): RunChannel;
   /** The client went away before the run ended. */
   cancel(runId: string): void;
   /** The response is over; the run's channel is no longer read. */
   release(runId: string): void;
 }
 
-/** A string where the reference decoder accepts `null` (it becomes ""). */
-const Str = v.pipe(v.nullable(v.string()), v.transform((s) => s ?? ''));
-
-export const RunBodySchema = v.nullable(v.object({
-  instance_ref: v.optional(v.nullable(v.string())),
-  kind: v.optional(v.nullable(v.string())),
-  command: v.optional(v.nullable(v.string())),
-  args: v.optional(v.nullable(v.array(Str))),
-  stdin: v.optional(v.nullable(v.string())),
-  steps: v.optional(v.nullable(v.array(v.nullable(v.object({
-    args: v.optional(v.nullable(v.array(Str))),
-    stdin: v.optional(v.nullable(v.string())),
-  }))))),
-}));
-
-/** Decodes a run request body; type errors are `invalid json payload` like the reference decoder. */
-export async function readRunBody(ctx: Ctx): Promise<RunRequestInput> {
-  const body = await readJsonBody(ctx, RunBodySchema);
-  const { steps, ...rest } = body ?? {};
-  // A `null` step decodes as an empty one, like the reference decoder.
-  return steps === undefined || steps === null ? rest : { ...rest, steps: steps.map((s) => s ?? {}) };
-}
-
-const STATUS_OF: Record<string, number> = { invalid_argument: 400, not_found: 404, conflict: 409 };
-
 /** A failure before the stream started: the API error with its status. */
 function sendRunError(reply: Reply, error: ApiError): void {
-  reply.json(STATUS_OF[error.code] ?? 500, error);
+  reply.json((HTTP_STATUS as Record<string, { status: number } | undefined>)[error.code as ErrorCode]?.status ?? 500, error);
 }
 
 const NO_RESULT: ApiError = { code: 'internal_error', message: 'run failed', details: 'the run ended without a result' };
@@ -68,11 +40,10 @@ function line(e: RunEvent): string {
 export function runHandlers(api: RunApi): { runs: Handler } {
   return {
     runs: async (ctx) => {
-      const body = await readRunBody(ctx);
-      const run = validateRunRequest(body, api.lookup);
+      const input = runInput(await readJsonBody(ctx, RunBodySchema));
       const { reply } = ctx;
       if (reply.aborted) return;
-      const ch = api.start(run);
+      const ch = api.start(input);
       const off = reply.onAbort(() => {
         if (!ch.finished) api.cancel(ch.runId);
         ch.cancel();

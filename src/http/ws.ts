@@ -15,7 +15,6 @@
 import type { WebSocket, WebSocketBehavior } from 'uWebSockets.js';
 import * as v from 'valibot';
 import type { Store } from '../mailbox/store.js';
-import type { EventHub } from '../actors/events-hub.js';
 import type { Logger } from '../log.js';
 import { rfc3339Nano } from '../clock.js';
 
@@ -32,7 +31,8 @@ const ClientMsg = v.variant('op', [
 
 export interface WsOptions {
   store: Store;
-  hub: EventHub;
+  /** Calls `f` after every committed job event; returns an unsubscribe function (the prepare service's `onEvents`). */
+  onEvents(f: (jobId: string) => void): () => void;
   log: Logger;
   authorized(header: string): boolean;
   token: string;
@@ -69,7 +69,7 @@ export function eventsWebSocket(o: WsOptions): WebSocketBehavior<WsData> {
       d.pumping = false;
     }
   };
-  const unsubscribeHub = o.hub.subscribe(() => { for (const ws of sockets) pump(ws); });
+  const unsubscribeHub = o.onEvents(() => { for (const ws of sockets) pump(ws); });
   void unsubscribeHub; // lives as long as the server
   return {
     maxPayloadLength: 64 * 1024,

@@ -6,6 +6,7 @@
 import type Database from 'better-sqlite3';
 import type { Db } from './db.js';
 import type { ApiError } from '../errors.js';
+import type { EventSeq, InstanceId, JobId, StateId } from '../ids.js';
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed';
 export type TaskStatus = JobStatus;
@@ -31,7 +32,7 @@ export interface JobEvent {
 }
 
 export interface JobRow {
-  job_id: string;
+  job_id: JobId;
   status: JobStatus;
   prepare_kind: string;
   image_id: string;
@@ -48,7 +49,7 @@ export interface JobRow {
 }
 
 export interface NewJob {
-  job_id: string;
+  job_id: JobId;
   prepare_kind: string;
   image_id: string;
   resolved_image_id: string | null;
@@ -80,8 +81,8 @@ export interface TaskPatch {
 }
 
 export interface StateRow {
-  state_id: string;
-  parent_state_id: string | null;
+  state_id: StateId;
+  parent_state_id: StateId | null;
   image_id: string;
   prepare_kind: string;
   prepare_args_normalized: string;
@@ -97,15 +98,15 @@ export interface StateRow {
 }
 
 export interface InstanceRow {
-  instance_id: string;
-  state_id: string;
+  instance_id: InstanceId;
+  state_id: StateId;
   image_id: string;
   created_at: string;
   expires_at: string | null;
   runtime_id: string | null;
   runtime_dir: string | null;
   host_port: number | null;
-  job_id: string | null;
+  job_id: JobId | null;
   deleting: number;
 }
 
@@ -136,7 +137,7 @@ export class Store {
       listJobsPrefix: p<[string], JobRow>("SELECT * FROM jobs WHERE job_id LIKE ? ESCAPE '\\' ORDER BY created_seq"),
       jobsByStatus: p<[string, string], JobRow>('SELECT * FROM jobs WHERE status IN (?, ?) ORDER BY created_seq'),
       deleteJob: p('DELETE FROM jobs WHERE job_id = ?'),
-      terminalBySignature: p<[string], { job_id: string }>(
+      terminalBySignature: p<[string], { job_id: JobId }>(
         "SELECT job_id FROM jobs WHERE signature = ? AND status IN ('succeeded','failed') ORDER BY COALESCE(finished_at, created_at) DESC, created_seq DESC"),
       deleteTasks: p('DELETE FROM tasks WHERE job_id = ?'),
       insertTask: p('INSERT INTO tasks (job_id, position, task_id, status, task_json, args_summary) VALUES (?, ?, ?, ?, ?, ?)'),
@@ -147,8 +148,8 @@ export class Store {
       eventCount: p<[string], { n: number }>('SELECT COUNT(*) AS n FROM events WHERE job_id = ?'),
       insertEvent: p('INSERT INTO events (job_id, idx, event_json) VALUES (?, ?, ?)'),
       eventsFrom: p<[string, number], { idx: number; event_json: string }>('SELECT idx, event_json FROM events WHERE job_id = ? AND idx >= ? ORDER BY idx'),
-      seqAfterJob: p<[string, number, number], { seq: number; job_id: string; event_json: string }>('SELECT seq, job_id, event_json FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?'),
-      seqAfterAll: p<[number, number], { seq: number; job_id: string; event_json: string }>('SELECT seq, job_id, event_json FROM events WHERE seq > ? ORDER BY seq LIMIT ?'),
+      seqAfterJob: p<[string, number, number], { seq: EventSeq; job_id: JobId; event_json: string }>('SELECT seq, job_id, event_json FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?'),
+      seqAfterAll: p<[number, number], { seq: EventSeq; job_id: JobId; event_json: string }>('SELECT seq, job_id, event_json FROM events WHERE seq > ? ORDER BY seq LIMIT ?'),
       insertState: p(`INSERT OR IGNORE INTO states (state_id, parent_state_id, image_id, prepare_kind, prepare_args_normalized, created_at, created_ms, size_bytes, last_used_at, last_used_ms, use_count, backend, dir)
         VALUES (@state_id, @parent_state_id, @image_id, @prepare_kind, @prepare_args_normalized, @created_at, @created_ms, @size_bytes, @created_at, @created_ms, 0, @backend, @dir)`),
       getState: p<[string], StateRow>('SELECT * FROM states WHERE state_id = ?'),
@@ -273,7 +274,7 @@ export class Store {
   eventsFrom(jobId: string, from: number): string[] { return this.s.eventsFrom.all(jobId, from).map((r) => r.event_json); }
 
   /** Events with a global sequence above `afterSeq` (one job, or all when `jobId` is undefined). */
-  eventsAfterSeq(jobId: string | undefined, afterSeq: number, limit: number): { seq: number; job_id: string; event_json: string }[] {
+  eventsAfterSeq(jobId: string | undefined, afterSeq: number, limit: number): { seq: EventSeq; job_id: JobId; event_json: string }[] {
     return jobId === undefined ? this.s.seqAfterAll.all(afterSeq, limit) : this.s.seqAfterJob.all(jobId, afterSeq, limit);
   }
 

@@ -6,25 +6,31 @@
 import { Worker } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeAdapter from 'comlink/dist/umd/node-adapter.js';
-import { CancelledError, ClosedError, WorkerError, deserializeError, errorText } from '../errors.js';
+import { abortError } from '../abort.js';
+import { ClosedError, WorkerError, errorText } from '../errors.js';
 import type { Logger } from '../log.js';
-import type {
-  ContainerRuntime,
-  ContainerSummary,
-  ExecRequest,
-  ExecResult,
-  ImageResolution,
-  OutputStream,
-  StartRequest,
-  StartedContainer,
-} from './container-types.js';
-import type { ContainerWorkerApi, Outcome, WorkerInit, WorkerLogMessage } from './container-worker.js';
+import {
+  unwrapResult,
+  type ContainerRuntime,
+  type ContainerSummary,
+  type ContainerWorkerApi,
+  type ExecRequest,
+  type ExecResult,
+  type ImageResolution,
+  type OutputStream,
+  type StartRequest,
+  type StartedContainer,
+  type WorkerInit,
+  type WorkerLogMessage,
+  type WorkerResult,
+} from './protocol.js';
 
 // The UMD module sets `module.exports = fn`; NodeNext types it as `{ default: fn }`.
 const nodeEndpoint = nodeAdapter as unknown as typeof nodeAdapter.default;
 
 const DEFAULT_SOCKET = '/var/run/docker.sock';
 
+/** Options of {@link DockerRuntime}. */
 export interface DockerRuntimeOptions {
   /** Unix socket of the Docker (or Podman) API. Default: `DOCKER_HOST` when it is `unix://…`, else `/var/run/docker.sock`. */
   socketPath?: string;
@@ -203,11 +209,11 @@ export class DockerRuntime implements ContainerRuntime {
 
   private async call<T>(
     what: string,
-    fn: (api: Comlink.Remote<ContainerWorkerApi>, opId: number) => Promise<Outcome<T>>,
+    fn: (api: Comlink.Remote<ContainerWorkerApi>, opId: number) => Promise<WorkerResult<T>>,
     signal?: AbortSignal,
   ): Promise<T> {
     if (this.closed) throw new ClosedError('container runtime');
-    if (signal?.aborted) throw new CancelledError(`${what} aborted`);
+    if (signal?.aborted) throw abortError(signal, what);
     const live = (this.live ??= this.spawn());
     const opId = signal ? ++this.opSeq : 0;
     const onAbort = (): void => {
@@ -216,10 +222,8 @@ export class DockerRuntime implements ContainerRuntime {
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
       await Promise.race([live.ready, live.gone]);
-      if (signal?.aborted) throw new CancelledError(`${what} aborted`);
-      const out = await Promise.race([fn(live.api, opId), live.gone]);
-      if (out.ok) return out.value;
-      throw deserializeError(out.error);
+      if (signal?.aborted) throw abortError(signal, what);
+      return unwrapResult(await Promise.race([fn(live.api, opId), live.gone]));
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }

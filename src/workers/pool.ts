@@ -4,34 +4,39 @@
  *
  * - The queue is bounded: at most `maxThreads` running plus `maxQueue` waiting tasks; one more is
  *   refused at once with `ENGINE_QUEUE_FULL` ({@link needsDrain} tells producers to slow down).
- * - An aborted signal drops a queued task, or terminates the worker running it; either way the
- *   call rejects with `cancelled`.
+ *   Waiting tasks wait here, so every task handed to piscina has a thread of its own.
+ * - An aborted signal drops a waiting task. A running task is cancelled through its thread: the
+ *   pool posts on the task's cancel port, the thread aborts the operation and stays alive. Only a
+ *   thread that has not settled `abortGraceMs` after the abort is terminated. Either way the call
+ *   rejects with `cancelled`.
  * - Errors from the worker are rebuilt with their code (`deserializeError`).
  * - `close()` stops accepting work, lets accepted tasks finish (escalating to `destroy()` after
  *   `closeTimeoutMs`) and is idempotent; `destroy()` terminates the workers at once and rejects
  *   unfinished tasks with `ENGINE_CLOSED`. Calls after either reject with `ENGINE_CLOSED`.
  */
+import { addAbortListener } from 'node:events';
+import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import {
-  CancelledError,
-  ClosedError,
-  deserializeError,
-  EngineError,
-  QueueFullError,
-  WorkerError,
-} from '../errors.js';
+import { abortError } from '../abort.js';
+import { ClosedError, QueueFullError, WorkerError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { FsResponse, FsTask, FsTaskOutput } from './protocol.js';
+import { unwrapResult, type FsControl, type FsRequest, type FsTask, type FsTaskOutput, type WorkerResult } from './protocol.js';
 
+/** Options of {@link FsPool}; all but `logger` have defaults. */
 export interface FsPoolOptions {
-  /** Worker threads (default 2). */
+  /** Worker threads. @default 2 */
   maxThreads?: number;
-  /** Tasks that may wait for a thread (default 256). */
+  /** Tasks that may wait for a thread. @default 256 */
   maxQueue?: number;
-  /** How long `close()` waits for accepted tasks before destroying the pool (default 30 s). */
+  /** How long `close()` waits for accepted tasks before destroying the pool. @default 30_000 */
   closeTimeoutMs?: number;
-  /** Idle threads above one are stopped after this long (default 30 s). */
+  /** Idle threads above one are stopped after this long. @default 30_000 */
   idleTimeoutMs?: number;
+  /**
+   * How long a running task may take to stop after its signal aborts before its thread is
+   * terminated (the fallback for an operation stuck where it cannot see the signal). @default 5_000
+   */
+  abortGraceMs?: number;
   logger: Logger;
 }
 
@@ -47,32 +52,46 @@ function nonNegativeInt(v: number, what: string): number {
   return v;
 }
 
+/** A task waiting for a thread. */
+interface Waiter {
+  start(): void;
+  fail(e: Error): void;
+}
+
+/** The bounded piscina pool that runs {@link FsTask}s (see the module comment for queueing, abort and close). */
 export class FsPool {
-  readonly #piscina: Piscina<FsTask, FsResponse>;
+  readonly #piscina: Piscina<FsRequest, WorkerResult<unknown>>;
   readonly #log: Logger;
   readonly #maxThreads: number;
   readonly #maxQueue: number;
   readonly #closeTimeoutMs: number;
+  readonly #abortGraceMs: number;
+  /** Accepted and not settled (running and waiting). */
   #pending = 0;
+  /** Handed to piscina (each has a thread). */
+  #running = 0;
+  #waiting: Waiter[] = [];
   #idleWaiters: (() => void)[] = [];
   #accepting = true;
   #destroyed = false;
   #closing: Promise<void> | undefined;
   #destroying: Promise<void> | undefined;
 
+  /** @throws RangeError when an option is out of range */
   constructor(opts: FsPoolOptions) {
     this.#log = opts.logger;
     this.#maxThreads = positiveInt(opts.maxThreads ?? 2, 'maxThreads');
     this.#maxQueue = nonNegativeInt(opts.maxQueue ?? 256, 'maxQueue');
     this.#closeTimeoutMs = nonNegativeInt(opts.closeTimeoutMs ?? 30_000, 'closeTimeoutMs');
+    this.#abortGraceMs = nonNegativeInt(opts.abortGraceMs ?? 5_000, 'abortGraceMs');
     const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
-    this.#piscina = new Piscina<FsTask, FsResponse>({
+    this.#piscina = new Piscina<FsRequest, WorkerResult<unknown>>({
       filename: new URL(`./fs-worker${ext}`, import.meta.url).href,
       name: 'default',
       minThreads: 1,
       maxThreads: this.#maxThreads,
       idleTimeout: nonNegativeInt(opts.idleTimeoutMs ?? 30_000, 'idleTimeoutMs'),
-      // The bound is enforced in run() (running + queued); piscina's own queue never refuses.
+      // The bound is enforced in run() (running + waiting); piscina's own queue never refuses.
       maxQueue: Infinity,
     });
   }
@@ -88,27 +107,22 @@ export class FsPool {
   }
 
   /**
-   * Runs `task` in a worker. Rejects with the worker's error (by code), `ENGINE_QUEUE_FULL` when
-   * the queue is full, `cancelled` when `signal` aborts first, `ENGINE_CLOSED` after close.
+   * Runs `task` in a worker.
+   * @throws EngineError the worker's error (by code); `ENGINE_QUEUE_FULL` when the queue is full;
+   *   `cancelled` when `signal` aborts before the task settles; `ENGINE_CLOSED` after close
    */
   async run<T extends FsTask>(task: T, signal?: AbortSignal): Promise<FsTaskOutput[T['type']]> {
     if (!this.#accepting) throw new ClosedError(POOL_NAME);
-    if (signal?.aborted) throw new CancelledError(`fs task ${task.type} aborted`, { cause: signal.reason });
+    if (signal?.aborted) throw abortError(signal, `fs task ${task.type}`);
     if (this.needsDrain) throw new QueueFullError(POOL_NAME, this.#maxQueue);
     this.#pending++;
     try {
-      let res: FsResponse;
+      await this.#acquire(task, signal);
       try {
-        res = await this.#piscina.run(task, signal === undefined ? {} : { signal });
-      } catch (e) {
-        throw this.#runFailure(task, e, signal);
+        return (await this.#runInThread(task, signal)) as FsTaskOutput[T['type']];
+      } finally {
+        this.#release();
       }
-      if (res.type === 'error') {
-        const err = deserializeError(res.error);
-        this.#log.debug('fs task failed', { task: task.type, code: err.code, error: err.message });
-        throw err;
-      }
-      return res.output as FsTaskOutput[T['type']];
     } finally {
       this.#pending--;
       if (this.#pending === 0) {
@@ -119,8 +133,76 @@ export class FsPool {
     }
   }
 
-  #runFailure(task: FsTask, e: unknown, signal: AbortSignal | undefined): EngineError {
-    if (signal?.aborted) return new CancelledError(`fs task ${task.type} aborted`, { cause: signal.reason });
+  /** Resolves once the task may have a thread; a waiting task is dropped when `signal` aborts. */
+  #acquire(task: FsTask, signal: AbortSignal | undefined): Promise<void> {
+    if (this.#running < this.#maxThreads) {
+      this.#running++;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      let disposer: Disposable | undefined;
+      const waiter: Waiter = {
+        start: () => {
+          disposer?.[Symbol.dispose]();
+          resolve();
+        },
+        fail: (e) => {
+          disposer?.[Symbol.dispose]();
+          reject(e);
+        },
+      };
+      this.#waiting.push(waiter);
+      if (signal !== undefined) {
+        disposer = addAbortListener(signal, () => {
+          const i = this.#waiting.indexOf(waiter);
+          if (i < 0) return;
+          this.#waiting.splice(i, 1);
+          waiter.fail(abortError(signal, `fs task ${task.type}`));
+        });
+      }
+    });
+  }
+
+  /** A task left its thread: the next waiting task takes the slot over. */
+  #release(): void {
+    const next = this.#waiting.shift();
+    if (next !== undefined) next.start();
+    else this.#running--;
+  }
+
+  async #runInThread(task: FsTask, signal: AbortSignal | undefined): Promise<unknown> {
+    const { port1, port2 } = new MessageChannel();
+    // Aborted only by the grace timer: piscina then terminates the thread running the task.
+    const terminate = new AbortController();
+    let grace: NodeJS.Timeout | undefined;
+    const disposer = signal === undefined ? undefined : addAbortListener(signal, () => {
+      port1.postMessage({ type: 'abort' } satisfies FsControl);
+      grace = setTimeout(() => {
+        this.#log.warn('fs task did not stop after abort; terminating its thread', { task: task.type, graceMs: this.#abortGraceMs });
+        terminate.abort();
+      }, this.#abortGraceMs);
+    });
+    try {
+      let res: WorkerResult<unknown>;
+      try {
+        const req: FsRequest = { task, cancel: port2 };
+        res = await this.#piscina.run(req, { transferList: [port2], signal: terminate.signal });
+      } catch (e) {
+        throw this.#runFailure(task, e, signal);
+      }
+      if (res.type === 'error') this.#log.debug('fs task failed', { task: task.type, code: res.error.code, error: res.error.message });
+      // An aborted call rejects even when the thread finished before it saw the abort.
+      if (signal?.aborted) throw abortError(signal, `fs task ${task.type}`);
+      return unwrapResult(res);
+    } finally {
+      disposer?.[Symbol.dispose]();
+      clearTimeout(grace);
+      port1.close();
+    }
+  }
+
+  #runFailure(task: FsTask, e: unknown, signal: AbortSignal | undefined): Error {
+    if (signal?.aborted) return abortError(signal, `fs task ${task.type}`);
     if (this.#destroyed) return new ClosedError(POOL_NAME);
     const msg = e instanceof Error ? e.message : String(e);
     this.#log.warn('fs worker failed', { task: task.type, error: msg });
@@ -161,6 +243,9 @@ export class FsPool {
   destroy(): Promise<void> {
     this.#accepting = false;
     this.#destroyed = true;
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    for (const w of waiting) w.fail(new ClosedError(POOL_NAME));
     this.#destroying ??= this.#piscina.destroy();
     return this.#destroying;
   }

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, existsSync, readdirSync } from 'node
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { startEngine, type EngineProcess, type StartOptions, type TeardownHost } from './engine.js';
-import { storeLabel } from '../../src/actors/runtimes.js';
+import { storeLabel } from '../../src/actors/layout.js';
 
 export const IMAGE = process.env['SQLRS_TEST_IMAGE'] ?? 'sqlrs-local/postgres:15';
 

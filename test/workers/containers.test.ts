@@ -1,3 +1,4 @@
+// Over 400 lines on purpose: one real-daemon suite of DockerRuntime whose tests share one initdb'd base and container fixtures.
 /**
  * DockerRuntime against the real daemon and the real image `sqlrs-local/postgres:15`
  * (built by `scripts/test-env.sh`). Without a daemon the Docker-backed tests skip, unless
@@ -13,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import Docker from 'dockerode';
 import { dockerTestOptions, socketPath, TEST_IMAGE } from '../helpers/docker.js';
 import { DockerRuntime, daemonAddress } from '../../src/workers/containers.js';
-import { LABEL_ENGINE, LABEL_ROLE, PGDATA, type OutputStream } from '../../src/workers/container-types.js';
+import { LABEL_ENGINE, LABEL_ROLE, PGDATA, type OutputStream } from '../../src/workers/protocol.js';
 import { createLogger } from '../../src/log.js';
 import type { Test } from 'tap';
 
@@ -95,10 +96,6 @@ function collector(): Collected & { sink: (s: OutputStream, c: string) => void }
 }
 
 // --- tests that need no daemon --------------------------------------------------------------
-
-t.test('container worker refuses to load on the main thread', async (t) => {
-  await t.rejects(import('../../src/workers/container-worker.js'), { code: 'ENGINE_WORKER' });
-});
 
 t.test('daemonAddress prefers an explicit socket, then a unix DOCKER_HOST, then the default socket', async (t) => {
   t.same(daemonAddress('/x.sock', {}), { socketPath: '/x.sock', daemon: 'unix:///x.sock' });

@@ -2,6 +2,8 @@ import * as fs from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { execFileSync } from 'node:child_process';
+import { constants as fsc } from 'node:fs';
 import t from 'tap';
 import { nullLogger } from '../../src/log.js';
 import { FsPool, type FsPoolOptions } from '../../src/workers/pool.js';
@@ -39,6 +41,24 @@ async function exists(p: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+/** True once the copy into `dest` holds some copied files (it is under way); false if the task settled first. */
+async function underWay(dest: string, task: Promise<unknown>): Promise<boolean> {
+  const settled = task.then(
+    () => 'done',
+    () => 'failed',
+  );
+  const copied = async (): Promise<boolean> => {
+    for (const d of await fs.readdir(dest).catch(() => [])) {
+      if ((await fs.readdir(join(dest, d)).catch(() => [])).length > 0) return true;
+    }
+    return false;
+  };
+  while (!(await copied())) {
+    if ((await Promise.race([settled, sleep(2, 'waiting')])) !== 'waiting') return false;
+  }
+  return true;
 }
 
 t.test('FsPool runs copy-tree and measure in worker threads', async (t) => {
@@ -106,7 +126,7 @@ t.test('FsPool drops a queued task whose signal aborts', async (t) => {
   await t.rejects(p.run({ type: 'measure', path: root }, AbortSignal.abort()), { code: 'cancelled' }, 'an already aborted signal is refused');
 });
 
-t.test('FsPool aborts a running task by terminating its worker', async (t) => {
+t.test('FsPool aborts a running task and keeps working', async (t) => {
   const root = await scratch(t);
   const src = await bigTree(root, 2000);
   const p = pool(t, { maxThreads: 1 });
@@ -127,6 +147,51 @@ t.test('FsPool aborts a running task by terminating its worker', async (t) => {
   const partial = await p.run({ type: 'measure', path: dest });
   t.ok(partial.files < 2000, `the copy stopped early (${partial.files} files)`);
   t.same(await p.run({ type: 'measure', path: src }), { bytes: 2000 * 2048, files: 2000 }, 'the pool keeps working');
+});
+
+t.test('FsPool cancels a running task inside its thread, which stays alive for the next task', async (t) => {
+  const root = await scratch(t);
+  const src = await bigTree(root, 2000);
+  // A grace far beyond the test's patience: only the thread itself can answer the abort in time.
+  const p = pool(t, { maxThreads: 1, abortGraceMs: 600_000 });
+  const before = await p.run({ type: 'thread-info' });
+  const ac = new AbortController();
+  const dest = join(root, 'dest');
+  const copying = p.run({ type: 'copy-tree', src, dest }, ac.signal);
+  t.equal(await underWay(dest, copying), true, 'some files are copied: the copy is under way');
+  const abortedAt = Date.now();
+  ac.abort();
+  await t.rejects(copying, { code: 'cancelled' });
+  t.ok(Date.now() - abortedAt < 2000, `rejected ${Date.now() - abortedAt} ms after the abort`);
+  const partial = await p.run({ type: 'measure', path: dest });
+  t.ok(partial.files < 2000, `the copy stopped early (${partial.files} files)`);
+  const after = await p.run({ type: 'thread-info' });
+  t.equal(after.threadId, before.threadId, 'the same thread runs the next task: it was not terminated');
+});
+
+t.test('FsPool terminates a thread whose task does not stop within abortGraceMs', async (t) => {
+  const root = await scratch(t);
+  const stateDir = join(root, 'state');
+  await fs.mkdir(stateDir);
+  // A FIFO as state.json: reading it blocks in the kernel, where no signal reaches the thread.
+  const fifo = join(stateDir, 'state.json');
+  execFileSync('mkfifo', [fifo]);
+  const p = pool(t, { maxThreads: 1, abortGraceMs: 100 });
+  const before = await p.run({ type: 'thread-info' });
+  const ac = new AbortController();
+  const verifying = p.run({ type: 'verify-state', root, stateDir }, ac.signal);
+  // A non-blocking open for writing succeeds only once the thread is waiting to read the FIFO.
+  let writer: fs.FileHandle | undefined;
+  while (writer === undefined) {
+    writer = await fs.open(fifo, fsc.O_WRONLY | fsc.O_NONBLOCK).catch(() => sleep(2, undefined));
+  }
+  // Closing the writer ends the read, so the terminated thread can finish exiting.
+  t.teardown(() => writer.close());
+  ac.abort();
+  await t.rejects(verifying, { code: 'cancelled' });
+  const after = await p.run({ type: 'thread-info' });
+  t.not(after.threadId, before.threadId, 'a new thread replaced the terminated one');
+  t.same(await p.run({ type: 'measure', path: root }), { bytes: 0, files: 0 }, 'the pool keeps working');
 });
 
 t.test('FsPool close finishes accepted tasks, then refuses work with ENGINE_CLOSED', async (t) => {
@@ -168,4 +233,8 @@ t.test('FsPool close escalates to destroy after closeTimeoutMs', async (t) => {
 t.test('FsPool validates its options', async (t) => {
   t.throws(() => new FsPool({ logger: nullLogger, maxThreads: 0 }), RangeError);
   t.throws(() => new FsPool({ logger: nullLogger, maxQueue: -1 }), RangeError);
+});
+
+t.test('FsPool refuses a negative abortGraceMs', async (t) => {
+  t.throws(() => new FsPool({ logger: nullLogger, abortGraceMs: -1 }), RangeError);
 });
