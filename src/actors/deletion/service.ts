@@ -70,11 +70,7 @@ export class DeletionService {
   private logic(): ActorLogic<DeleteState, DeleteMessage, DeleteWork, DeleteEffect> {
     return {
       kind: del.DELETE_KIND,
-      restore: del.restore,
-      persist: del.persist,
-      transition: del.transition,
-      isTerminal: del.isTerminal,
-      onFailure: del.onFailure,
+      ...del.transitions,
       perform: (spec, signal) => this.work.perform(spec, signal),
       apply: (e) => this.effects.apply(e),
       committed: (id, effects) => this.effects.committed(id, effects),

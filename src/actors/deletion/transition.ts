@@ -19,7 +19,7 @@
  * and the remaining plan stays recorded in the actor's state.
  */
 import * as v from 'valibot';
-import type { SystemMessage, Transition, TransitionContext } from '../system/logic.js';
+import type { ActorTransitions, SystemMessage, Transition, TransitionContext } from '../system/logic.js';
 import type { ApiError } from '../../errors.js';
 import { isInstanceId, isJobId, isStateId, type InstanceId, type JobId, type StateId } from '../../ids.js';
 import { errorText } from '../../errors.js';
@@ -180,3 +180,6 @@ export function onFailure(state: DeleteState | undefined, error: unknown): T {
   if (isTerminal(state)) return { state };
   return failWith(state, { code: 'internal_error', message: 'internal error', details: errorText(error) });
 }
+
+/** This actor kind's pure logic, as the actor system takes it. */
+export const transitions: ActorTransitions<DeleteState, DeleteMessage, DeleteWork, DeleteEffect> = { restore, persist, transition, isTerminal, onFailure };

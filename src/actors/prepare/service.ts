@@ -125,11 +125,7 @@ export class PrepareService {
   private logic(): ActorLogic<PrepareState, PrepareMessage, PrepareWork, PrepareEffect> {
     return {
       kind: job.PREPARE_KIND,
-      restore: job.restore,
-      persist: job.persist,
-      transition: job.transition,
-      isTerminal: job.isTerminal,
-      onFailure: job.onFailure,
+      ...job.transitions,
       perform: (spec, signal) => this.work.perform(spec, signal),
       apply: (e) => this.effects.apply(e),
       committed: (id, effects) => this.effects.committed(id, effects),

@@ -10,7 +10,7 @@
  * stream that sees a terminal job has already got every event.
  */
 import * as v from 'valibot';
-import type { SystemMessage, Transition, TransitionContext } from '../system/logic.js';
+import type { ActorTransitions, SystemMessage, Transition, TransitionContext } from '../system/logic.js';
 import type { JobPatch, JobEvent, JobStatus, PrepareResult, TaskPatch, TaskStatus, WireTask } from '../../mailbox/store.js';
 import type { ApiError, SerializedError } from '../../errors.js';
 import { toApiCode, errorText } from '../../errors.js';
@@ -365,3 +365,6 @@ export function onFailure(state: PrepareState | undefined, error: unknown, ctx: 
 }
 
 export function isTerminal(s: PrepareState): boolean { return isTerminalStatus(s.status); }
+
+/** This actor kind's pure logic, as the actor system takes it. */
+export const transitions: ActorTransitions<PrepareState, PrepareMessage, PrepareWork, PrepareEffect> = { restore, persist, transition, isTerminal, onFailure };

@@ -79,11 +79,7 @@ export class RunService {
   private logic(): ActorLogic<RunState, RunMessage, RunWork, RunEffect> {
     return {
       kind: session.RUN_KIND,
-      restore: session.restore,
-      persist: session.persist,
-      transition: session.transition,
-      isTerminal: session.isTerminal,
-      onFailure: session.onFailure,
+      ...session.transitions,
       perform: (spec, signal) => this.worker.perform(spec, signal),
       // Run events are not stored: they are published to the run's channel after the commit.
       apply: () => undefined,

@@ -19,7 +19,7 @@
  * without executing anything, and is forgotten.
  */
 import * as v from 'valibot';
-import type { SystemMessage, Transition, TransitionContext } from '../system/logic.js';
+import type { ActorTransitions, SystemMessage, Transition, TransitionContext } from '../system/logic.js';
 import type { ApiError, SerializedError } from '../../errors.js';
 import { errorText } from '../../errors.js';
 import type { RunKind } from './args.js';
@@ -272,3 +272,6 @@ export function onFailure(state: RunState | undefined, error: unknown, ctx: Tran
   // The supervisor marks the actor failed, so late messages are dead-lettered: forget it now.
   return o.end('failed', { type: 'error', error: { code: 'internal_error', message: 'run failed', details: errorText(error) } }, false);
 }
+
+/** This actor kind's pure logic, as the actor system takes it. */
+export const transitions: ActorTransitions<RunState, RunMessage, RunWork, RunEffect> = { restore, persist, transition, isTerminal, onFailure };

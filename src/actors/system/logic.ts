@@ -55,3 +55,6 @@ export interface ActorLogic<S, M, W, D> {
   onFailure(state: S | undefined, error: unknown, ctx: TransitionContext): Transition<S, W, D>;
 }
 
+
+/** The pure half of an actor kind's logic, as its `transition.ts` exports it. */
+export type ActorTransitions<S, M, W, D> = Pick<ActorLogic<S, M, W, D>, 'restore' | 'persist' | 'transition' | 'isTerminal' | 'onFailure'>;
