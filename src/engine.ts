@@ -14,7 +14,7 @@
  * the worker clients → close HTTP → close SQLite → remove `engine.json` → release the store lock.
  * Each step reports its own failure and the rest still run.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { WebSocketBehavior } from 'uWebSockets.js';
 import { EngineError, errorText, IllegalStateError, InternalError } from './errors.js';
@@ -30,6 +30,7 @@ import { Store } from './mailbox/store.js';
 import { Mailbox } from './mailbox/mailbox.js';
 import { FsPool } from './workers/pool.js';
 import { DockerRuntime } from './workers/containers.js';
+import { findDaemon, wantedMode, type DaemonChoice } from './workers/daemon.js';
 import type { ContainerRuntime, SnapshotBackendKind } from './workers/protocol.js';
 import { ActorSystem } from './actors/system/system.js';
 import { StoreLayout } from './actors/layout.js';
@@ -42,7 +43,7 @@ import { RunService } from './actors/run/service.js';
 import { DeletionService } from './actors/deletion/service.js';
 import { CacheService } from './actors/cache/service.js';
 import { HttpServer } from './http/server.js';
-import { buildRoutes } from './http/routes.js';
+import { buildRoutes, type ContainerRuntimeInfo } from './http/routes.js';
 import { eventsWebSocket } from './http/ws.js';
 
 export type EngineStatus = 'created' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
@@ -62,18 +63,6 @@ export interface EngineOptions {
 const DRAIN_GRACE_MS = 5000;
 /** How often idleness is checked. */
 const IDLE_CHECK_MS = 1000;
-
-/** Resolves the container API socket from env and config (`container.runtime`). */
-export function containerSocket(mode: string, env: NodeJS.ProcessEnv = process.env): string {
-  const fromEnv = (env['SQLRS_CONTAINER_RUNTIME'] ?? '').trim();
-  const want = fromEnv !== '' ? (fromEnv.includes('podman') ? 'podman' : 'docker') : mode;
-  const fromHost = (v: string | undefined): string | undefined => (v && v.startsWith('unix://') ? v.slice('unix://'.length) : undefined);
-  const docker = fromHost(env['DOCKER_HOST']) ?? '/var/run/docker.sock';
-  const podman = fromHost(env['CONTAINER_HOST']) ?? '/run/podman/podman.sock';
-  if (want === 'podman') return podman;
-  if (want === 'docker') return docker;
-  return existsSync(docker) || !existsSync(podman) ? docker : podman;
-}
 
 /** `snapshot.backend`: an explicit backend the store cannot support is an error, never a silent fallback. */
 async function chooseBackend(fs: FsPool, root: string, mode: string): Promise<SnapshotBackendKind> {
@@ -140,6 +129,7 @@ export class Engine {
       this.built('close database', () => { if (db.open) db.close(); });
       const store = new Store(db);
       const mailbox = new Mailbox(db, clock);
+      let runtime: ContainerRuntimeInfo = { kind: this.opts.containers ? 'custom' : 'detecting' };
       const config = await ConfigManager.open(this.root);
       const applyLevel = (): void => log.setLevel(config.effective().logLevel as LogLevel);
       applyLevel();
@@ -148,12 +138,27 @@ export class Engine {
       // Worker clients and the store's shape.
       const fs = new FsPool({ logger: log.child({ c: 'fs' }), maxThreads: 2 });
       this.built('close fs pool', () => fs.close());
-      const containers = this.opts.containers ?? new DockerRuntime({ socketPath: containerSocket(config.effective().containerRuntime), logger: log.child({ c: 'containers' }) });
+      // The container API is found in the background (it may start Podman's service): read
+      // endpoints work without it, and container work waits for it or fails with its advice.
+      const runtimeLog = log.child({ c: 'containers' });
+      wantedMode(config.effective().containerRuntime); // an unsupported SQLRS_CONTAINER_RUNTIME is a start-up error
+      let containers: ContainerRuntime;
+      if (this.opts.containers) {
+        containers = this.opts.containers;
+      } else {
+        const detection: Promise<DaemonChoice> = findDaemon({ configMode: config.effective().containerRuntime, ownDir: f.runDir || this.root, log: runtimeLog });
+        detection.then(
+          (d) => { runtime = { kind: d.kind, socket: d.socketPath, source: d.source }; runtimeLog.info('container runtime', { runtime: d.kind, socket: d.socketPath, source: d.source }); },
+          (err: unknown) => { runtime = { kind: 'none', error: errorText(err) }; runtimeLog.error('no container runtime', { error: errorText(err) }); },
+        );
+        this.built('stop podman service', async () => { await (await detection.catch(() => undefined))?.service?.stop(); });
+        containers = new DockerRuntime({ socketPath: detection.then((d) => d.socketPath), logger: runtimeLog });
+      }
       this.built('close container runtime', () => containers.close());
-      // Not awaited and not fatal: read endpoints work without it; prepares fail with a clear error.
+      // Not awaited and not fatal.
       containers.ping().then(
-        (v) => log.info('container runtime ready', { version: v.version, api: v.apiVersion }),
-        (err: unknown) => log.error('container runtime is not reachable', { error: errorText(err) }),
+        (v) => runtimeLog.info('container runtime ready', { version: v.version, api: v.apiVersion }),
+        (err: unknown) => runtimeLog.error('container runtime is not reachable', { error: errorText(err) }),
       );
       const backend = await chooseBackend(fs, this.root, config.effective().snapshotBackend);
       log.info('snapshot backend', { backend });
@@ -205,7 +210,7 @@ export class Engine {
       const http = new HttpServer({
         token: this.token,
         logger: log.child({ c: 'http' }),
-        routes: buildRoutes({ version: this.version, instanceId: this.instanceId, pid: process.pid, store, config, prepare, runs, deletion, cache }),
+        routes: buildRoutes({ version: this.version, instanceId: this.instanceId, pid: process.pid, store, config, prepare, runs, deletion, cache, containerRuntime: () => runtime }),
         // The behaviour is typed with its own per-socket data; uWS only sees it through this map.
         websockets: { '/v1/ws': ws as unknown as WebSocketBehavior<never> },
       });

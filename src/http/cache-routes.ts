@@ -1,9 +1,12 @@
-/** `GET /v1/cache/status` and `POST /v1/cache/explain/prepare` (`api.md` §3.15, §3.16). */
+/**
+ * `GET /v1/cache/status` (`api.md` §3.15, plus `container_runtime`: the container API in use) and
+ * `POST /v1/cache/explain/prepare` (§3.16).
+ */
 import type { Ctx, Handler } from './server.js';
 import type { CacheService } from '../actors/cache/service.js';
 import type { PrepareBody, PrepareService } from '../actors/prepare/service.js';
 
-export function cacheHandlers(cache: CacheService, prepare: PrepareService, readBody: (ctx: Ctx) => Promise<PrepareBody>): { cacheStatus: Handler; cacheExplain: Handler } {
+export function cacheHandlers(cache: CacheService, prepare: PrepareService, readBody: (ctx: Ctx) => Promise<PrepareBody>, runtime: () => unknown): { cacheStatus: Handler; cacheExplain: Handler } {
   return {
     cacheStatus: async ({ reply }) => {
       // A store that cannot be measured answers an empty 500, like the reference.
@@ -14,7 +17,8 @@ export function cacheHandlers(cache: CacheService, prepare: PrepareService, read
         reply.empty(500);
         return;
       }
-      reply.json(200, body);
+      // Diagnostics beside the cache figures: which container API the engine uses.
+      reply.json(200, { ...body, container_runtime: runtime() });
     },
     cacheExplain: async (ctx) => {
       ctx.reply.json(200, await prepare.explain(await readBody(ctx)));

@@ -24,6 +24,12 @@ export interface ConfigApi {
   schema(): object;
 }
 
+/** Which container API the engine uses (`container_runtime` of `GET /v1/cache/status`). */
+export type ContainerRuntimeInfo =
+  | { kind: 'docker' | 'podman'; socket: string; source: string }
+  | { kind: 'none'; error: string }
+  | { kind: 'detecting' | 'custom' };
+
 /** Engine services behind the routes. */
 export interface RouteServices {
   version: string;
@@ -35,6 +41,7 @@ export interface RouteServices {
   runs: RunService;
   deletion: DeletionService;
   cache: CacheService;
+  containerRuntime(): ContainerRuntimeInfo;
 }
 
 function health(s: RouteServices): Route {
@@ -118,7 +125,7 @@ export function buildRoutes(s: RouteServices): Route[] {
   const st = s.store;
   const jobs = prepareHandlers(st, s.prepare);
   const del = deletionHandlers(s.deletion);
-  const cache = cacheHandlers(s.cache, s.prepare, readPrepareBody);
+  const cache = cacheHandlers(s.cache, s.prepare, readPrepareBody, s.containerRuntime);
   return [
     health(s),
     ...config(s),

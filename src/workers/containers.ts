@@ -6,7 +6,7 @@
 import { Worker } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeAdapter from 'comlink/dist/umd/node-adapter.js';
-import { abortError } from '../abort.js';
+import { abortError, raceAbort } from '../abort.js';
 import { ClosedError, WorkerError, errorText } from '../errors.js';
 import type { Logger } from '../log.js';
 import {
@@ -32,8 +32,12 @@ const DEFAULT_SOCKET = '/var/run/docker.sock';
 
 /** Options of {@link DockerRuntime}. */
 export interface DockerRuntimeOptions {
-  /** Unix socket of the Docker (or Podman) API. Default: `DOCKER_HOST` when it is `unix://…`, else `/var/run/docker.sock`. */
-  socketPath?: string;
+  /**
+   * Unix socket of the Docker (or Podman) API, or a promise of it (detection may still be under
+   * way; when it rejects, every call rejects with its error). Default: `DOCKER_HOST` when it is
+   * `unix://…`, else `/var/run/docker.sock`.
+   */
+  socketPath?: string | Promise<string>;
   logger: Logger;
   /**
    * Kill an aborted exec's processes from this machine's /proc when they are visible there (a local
@@ -80,19 +84,17 @@ interface LiveWorker {
 /** {@link ContainerRuntime} over the Docker Engine API (also served by Podman), in a worker thread. */
 export class DockerRuntime implements ContainerRuntime {
   private readonly logger: Logger;
-  private readonly address: WorkerInit;
+  private readonly address: Promise<WorkerInit>;
   private live: LiveWorker | undefined;
   private closed = false;
   private opSeq = 0;
 
   constructor(opts: DockerRuntimeOptions) {
     this.logger = opts.logger;
-    this.address = { ...daemonAddress(opts.socketPath), hostKill: opts.hostKill !== false };
-  }
-
-  /** The daemon address in use (for diagnostics). */
-  get daemon(): string {
-    return this.address.daemon;
+    const hostKill = opts.hostKill !== false;
+    const s = opts.socketPath;
+    this.address = s instanceof Promise ? s.then((p) => ({ ...daemonAddress(p), hostKill })) : Promise.resolve({ ...daemonAddress(s), hostKill });
+    this.address.catch(() => undefined); // observed by every call
   }
 
   ping(): Promise<{ version: string; apiVersion: string }> {
@@ -169,7 +171,7 @@ export class DockerRuntime implements ContainerRuntime {
 
   // -------------------------------------------------------------------------------------------
 
-  private spawn(): LiveWorker {
+  private spawn(address: WorkerInit): LiveWorker {
     const worker = new Worker(workerUrl(), { name: 'sqlrs-container-worker' });
     let fail: (e: Error) => void = () => undefined;
     const gone = new Promise<never>((_, reject) => {
@@ -202,7 +204,7 @@ export class DockerRuntime implements ContainerRuntime {
       live.fail(new WorkerError(`container worker exited with code ${code}`));
       if (this.live === live) this.live = undefined;
     });
-    live.ready = Promise.resolve(api.init(this.address));
+    live.ready = Promise.resolve(api.init(address));
     live.ready.catch(() => undefined);
     return live;
   }
@@ -214,7 +216,9 @@ export class DockerRuntime implements ContainerRuntime {
   ): Promise<T> {
     if (this.closed) throw new ClosedError('container runtime');
     if (signal?.aborted) throw abortError(signal, what);
-    const live = (this.live ??= this.spawn());
+    const address = await raceAbort(this.address, signal, what);
+    if (this.closed) throw new ClosedError('container runtime');
+    const live = (this.live ??= this.spawn(address));
     const opId = signal ? ++this.opSeq : 0;
     const onAbort = (): void => {
       live.api.abort(opId).catch(() => undefined);

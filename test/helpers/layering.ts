@@ -210,7 +210,7 @@ const isPostgres = under('actors/postgres/');
 const isFsThread = under('workers/fs/');
 const isDockerThread = under('workers/docker/');
 const isProtocol = (p: string): boolean => p === 'workers/protocol.ts';
-const isMainClient = (p: string): boolean => p === 'workers/pool.ts' || p === 'workers/containers.ts';
+const isMainClient = (p: string): boolean => p === 'workers/pool.ts' || p === 'workers/containers.ts' || p === 'workers/daemon.ts';
 const isLayout = (p: string): boolean => p === 'actors/layout.ts';
 const isPkg = (p: string): boolean => p.startsWith('pkg:');
 const isNode = (p: string): boolean => p.startsWith('node:');
@@ -252,7 +252,7 @@ export const ROWS: readonly Row[] = [
   { name: 'mailbox/**', allows: 'kernel, mailbox/**, packages', covers: isMailbox, judge: anyOf(isNode, isKernel, isMailbox, isPkg) },
   { name: 'workers/protocol.ts', allows: 'kernel', covers: isProtocol, judge: anyOf(isNode, isKernel) },
   {
-    name: 'workers/pool.ts, workers/containers.ts (main side)', allows: 'kernel, workers/protocol.ts, packages',
+    name: 'workers/pool.ts, workers/containers.ts, workers/daemon.ts (main side)', allows: 'kernel, workers/protocol.ts, packages',
     covers: isMainClient, judge: anyOf(isNode, isKernel, isProtocol, isPkg),
   },
   {
@@ -288,7 +288,7 @@ export const ROWS: readonly Row[] = [
   },
   {
     name: 'actors/<wing>/*, actors/layout.ts, actors/recovery.ts, actors/postgres/**',
-    allows: 'kernel, mailbox/**, actors/system/**, workers/pool.ts, workers/containers.ts, workers/protocol.ts, config/**, '
+    allows: 'kernel, mailbox/**, actors/system/**, workers/pool.ts, workers/containers.ts, workers/daemon.ts, workers/protocol.ts, config/**, '
       + 'actors/layout.ts, actors/postgres/**, files of its own wing, packages; of another wing only its service.ts or actors/cache/capacity.ts',
     covers: (f) => wingOf(f) !== undefined || isLayout(f) || f === 'actors/recovery.ts' || isPostgres(f),
     judge: (from, t) => {
