@@ -18,7 +18,8 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { WebSocketBehavior } from 'uWebSockets.js';
 import { EngineError, errorText, IllegalStateError, InternalError } from './errors.js';
-import { createLogger, fileSink, type Logger, type LogLevel } from './log.js';
+import type { Logger, LogLevel } from './log.js';
+import { openEngineLog, type EngineLog, type LogRotation } from './logging.js';
 import { systemClock, rfc3339Nano, type Clock } from './clock.js';
 import { randomHex } from './ids.js';
 import { lockStore } from './store-lock.js';
@@ -27,6 +28,8 @@ import { splitHostPort, type EngineFlags } from './flags.js';
 import { ConfigManager } from './config/index.js';
 import { openDatabase } from './mailbox/db.js';
 import { Store } from './mailbox/store.js';
+import { LifecycleStore } from './mailbox/lifecycle.js';
+import { LifecycleLog } from './actors/lifecycle/service.js';
 import { Mailbox } from './mailbox/mailbox.js';
 import { FsPool } from './workers/pool.js';
 import { DockerRuntime } from './workers/containers.js';
@@ -45,6 +48,8 @@ import { CacheService } from './actors/cache/service.js';
 import { HttpServer } from './http/server.js';
 import { buildRoutes, type ContainerRuntimeInfo } from './http/routes.js';
 import { eventsWebSocket } from './http/ws.js';
+import { Metrics } from './http/metrics.js';
+import { RUN_KIND } from './actors/run/transition.js';
 
 export type EngineStatus = 'created' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
 
@@ -53,8 +58,10 @@ export interface EngineOptions {
   /** State store root; default `<dir of engine.json>/state-store` (env `SQLRS_STATE_STORE`). */
   stateStore?: string;
   clock?: Clock;
-  /** Tee log lines to stderr. */
+  /** Also write the log, formatted for people, to stderr (when a person runs the engine in a terminal). */
   logToStderr?: boolean;
+  /** Bound of `logs/engine.log` and its rotated copies; default `DEFAULT_LOG_ROTATION` (10 MiB × 5 files). */
+  logRotation?: LogRotation;
   /** A container runtime to use instead of the Docker/Podman API client. */
   containers?: ContainerRuntime;
 }
@@ -83,6 +90,8 @@ export class Engine {
   readonly root: string;
   readonly clock: Clock;
   readonly log: Logger;
+  /** The file behind {@link log}: closed (flushed) last at shutdown and after a failed start. */
+  private readonly logOutput: EngineLog;
   /** Resolves when the engine has stopped (signal, idle or `close`). */
   readonly stopped: Promise<void>;
   private resolveStopped: () => void = () => undefined;
@@ -99,7 +108,12 @@ export class Engine {
     this.clock = opts.clock ?? systemClock;
     this.stopped = new Promise((r) => { this.resolveStopped = r; });
     const logFile = join(dirname(resolve(opts.flags.writeEngineJson)), 'logs', 'engine.log');
-    this.log = createLogger(fileSink(logFile, opts.logToStderr ?? false), 'debug');
+    this.logOutput = openEngineLog({
+      file: logFile, level: 'debug',
+      ...(opts.logRotation ? { rotation: opts.logRotation } : {}),
+      ...(opts.logToStderr ? { pretty: process.stderr } : {}),
+    });
+    this.log = this.logOutput.logger;
   }
 
   private setStatus(s: EngineStatus): void {
@@ -129,6 +143,7 @@ export class Engine {
       this.built('close database', () => { if (db.open) db.close(); });
       const store = new Store(db);
       const mailbox = new Mailbox(db, clock);
+      const lifecycle = new LifecycleLog(new LifecycleStore(db), clock);
       let runtime: ContainerRuntimeInfo = { kind: this.opts.containers ? 'custom' : 'detecting' };
       const config = await ConfigManager.open(this.root);
       const applyLevel = (): void => log.setLevel(config.effective().logLevel as LogLevel);
@@ -143,6 +158,7 @@ export class Engine {
       const runtimeLog = log.child({ c: 'containers' });
       wantedMode(config.effective().containerRuntime); // an unsupported SQLRS_CONTAINER_RUNTIME is a start-up error
       let containers: ContainerRuntime;
+      let containerCalls = (): number => 0;
       if (this.opts.containers) {
         containers = this.opts.containers;
       } else {
@@ -152,7 +168,9 @@ export class Engine {
           (err: unknown) => { runtime = { kind: 'none', error: errorText(err) }; runtimeLog.error('no container runtime', { error: errorText(err) }); },
         );
         this.built('stop podman service', async () => { await (await detection.catch(() => undefined))?.service?.stop(); });
-        containers = new DockerRuntime({ socketPath: detection.then((d) => d.socketPath), logger: runtimeLog });
+        const docker = new DockerRuntime({ socketPath: detection.then((d) => d.socketPath), logger: runtimeLog });
+        containerCalls = () => docker.callsInFlight;
+        containers = docker;
       }
       this.built('close container runtime', () => containers.close());
       // Not awaited and not fatal.
@@ -174,15 +192,24 @@ export class Engine {
         if (withDeletions) byKind.set(DELETE_KIND, deletionWorkStates);
         return statesInUse(mailbox.pendingWork(), byKind);
       };
-      const shared = { store, mailbox, system, fs, containers, layout, clock };
+      const shared = { store, mailbox, system, fs, containers, layout, clock, lifecycle };
       // Eviction goes through the deletion wing, built below: the callback is only called later.
       let evict = (row: { state_id: string }): Promise<void> => Promise.reject(new IllegalStateError(`eviction of ${row.state_id} before start`));
       const cache = new CacheService({
         store, fs, layout, clock, log: log.child({ c: 'cache' }),
         config: () => config.effective().cache, statesInUse: () => workStates(true), evict: (row) => evict(row),
       });
+      // Metrics: the wings report through it (Telemetry); gauges are read at scrape time.
+      const metrics = new Metrics({
+        counts: () => store.counts(),
+        cache: () => cache.usage(),
+        webSocketClients: () => server?.openSockets ?? 0,
+        mailboxDepths: () => ({ [PREPARE_KIND]: 0, [RUN_KIND]: 0, [DELETE_KIND]: 0, ...mailbox.depthByKind() }),
+        workerQueues: () => ({ fs: fs.pending, containers: containerCalls() }),
+        runningWork: () => system.activeWork,
+      });
       const prepare = new PrepareService({
-        ...shared, backend, capacity: cache, log: log.child({ c: 'prepare' }),
+        ...shared, backend, capacity: cache, log: log.child({ c: 'prepare' }), telemetry: metrics,
         maxIdenticalJobs: () => config.effective().maxIdenticalJobs,
       });
       const deletion = new DeletionService({
@@ -202,7 +229,7 @@ export class Engine {
 
       // HTTP.
       const ws = eventsWebSocket({
-        store, onEvents: (fn) => prepare.onEvents(fn), log: log.child({ c: 'ws' }), token: this.token,
+        store, onEvents: (fn) => prepare.onEvents(fn), lifecycle, runs: runs.watch, log: log.child({ c: 'ws' }), token: this.token,
         authorized: (h) => http.authorized(h),
         opened: () => { http.openSockets++; },
         closed: () => { http.openSockets--; },
@@ -210,7 +237,7 @@ export class Engine {
       const http = new HttpServer({
         token: this.token,
         logger: log.child({ c: 'http' }),
-        routes: buildRoutes({ version: this.version, instanceId: this.instanceId, pid: process.pid, store, config, prepare, runs, deletion, cache, containerRuntime: () => runtime }),
+        routes: buildRoutes({ version: this.version, instanceId: this.instanceId, pid: process.pid, store, config, prepare, runs, deletion, cache, containerRuntime: () => runtime, metrics }),
         // The behaviour is typed with its own per-socket data; uWS only sees it through this map.
         websockets: { '/v1/ws': ws as unknown as WebSocketBehavior<never> },
       });
@@ -240,6 +267,7 @@ export class Engine {
       log.error('engine start failed', { error: errorText(e) });
       await this.teardown();
       this.setStatus('failed');
+      await this.logOutput.close(); // the caller exits the process next: the last lines must be on disk
       this.resolveStopped();
       throw e;
     }
@@ -274,6 +302,7 @@ export class Engine {
         if (this.status === 'running') this.setStatus('stopping');
         await this.teardown();
         this.setStatus('stopped');
+        await this.logOutput.close();
         this.resolveStopped();
       })();
     }

@@ -1,9 +1,12 @@
 /**
  * Logging contract. Every component receives a {@link Logger}; nothing imports a global one and
  * nothing in `src` writes to the console directly.
+ *
+ * This kernel file holds only the contract and two package-free loggers: {@link nullLogger} and
+ * {@link createLogger} (lines to a callback, for tests and child-process fixtures). The engine's
+ * own logger — JSON lines, asynchronous writes, rotation, human-readable terminal output — is
+ * built from packages in `logging.ts`, which only the composition root imports.
  */
-import { appendFileSync, mkdirSync, openSync, closeSync } from 'node:fs';
-import { dirname } from 'node:path';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 export type LogMeta = Record<string, unknown>;
@@ -16,11 +19,12 @@ export interface Logger {
   error(msg: string, meta?: LogMeta): void;
   /** A logger that adds `meta` to every line. */
   child(meta: LogMeta): Logger;
-  /** Changes the minimum level (shared with children). */
+  /** Changes the minimum level (shared with children, including those made before the change). */
   setLevel(level: LogLevel): void;
 }
 
-const ORDER: Record<LogLevel, number> = { trace: 0, debug: 1, info: 2, warn: 3, error: 4 };
+/** Levels in increasing severity; a logger at level L drops lines below `LOG_LEVELS[L]`. */
+export const LOG_LEVELS: Readonly<Record<LogLevel, number>> = { trace: 0, debug: 1, info: 2, warn: 3, error: 4 };
 
 function fmtMeta(meta: LogMeta): string {
   let s = '';
@@ -35,12 +39,16 @@ function fmtMeta(meta: LogMeta): string {
 /** A sink receives fully formatted lines. */
 export type LogSink = (line: string) => void;
 
-/** Creates a logger writing `ts level msg k=v…` lines to `sink`. */
+/**
+ * Creates a logger writing `ts LEVEL msg k=v…` lines to `sink`, synchronously. For tests and
+ * child-process fixtures that want to look at lines without files or packages; the engine uses
+ * `logging.ts`.
+ */
 export function createLogger(sink: LogSink, level: LogLevel = 'debug', base: LogMeta = {}): Logger {
-  const shared = { level: ORDER[level] };
+  const shared = { level: LOG_LEVELS[level] };
   const make = (meta: LogMeta): Logger => {
     const emit = (lvl: LogLevel, msg: string, m?: LogMeta): void => {
-      if (ORDER[lvl] < shared.level) return;
+      if (LOG_LEVELS[lvl] < shared.level) return;
       sink(`${new Date().toISOString()} ${lvl.toUpperCase()} ${msg}${fmtMeta({ ...meta, ...m })}\n`);
     };
     return {
@@ -50,20 +58,10 @@ export function createLogger(sink: LogSink, level: LogLevel = 'debug', base: Log
       warn: (m, x) => emit('warn', m, x),
       error: (m, x) => emit('error', m, x),
       child: (m) => make({ ...meta, ...m }),
-      setLevel: (l) => { shared.level = ORDER[l]; },
+      setLevel: (l) => { shared.level = LOG_LEVELS[l]; },
     };
   };
   return make(base);
-}
-
-/** A sink appending to a file (dir 0700, file 0600), optionally tee'd to stderr. */
-export function fileSink(path: string, teeStderr: boolean): LogSink {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  closeSync(openSync(path, 'a', 0o600));
-  return (line) => {
-    try { appendFileSync(path, line); } catch { /* a full disk must not crash the engine */ }
-    if (teeStderr) process.stderr.write(line);
-  };
 }
 
 /** A logger that discards everything (tests). */

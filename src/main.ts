@@ -2,6 +2,7 @@
 import { parseFlags, USAGE } from './flags.js';
 import { Engine, exitCodeFor } from './engine.js';
 import { errorText } from './errors.js';
+import { logRotationFromEnv } from './logging.js';
 
 export async function cli(argv: string[]): Promise<void> {
   let flags;
@@ -14,7 +15,14 @@ export async function cli(argv: string[]): Promise<void> {
     process.exit(exitCodeFor(e));
   }
   const stateStore = (process.env['SQLRS_STATE_STORE'] ?? '').trim();
-  const engine = new Engine({ flags, ...(stateStore ? { stateStore } : {}), logToStderr: process.stderr.isTTY === true });
+  let logRotation;
+  try {
+    logRotation = logRotationFromEnv(process.env);
+  } catch (e) {
+    process.stderr.write(`sqlrs-engine: ${errorText(e)}\n`);
+    process.exit(1);
+  }
+  const engine = new Engine({ flags, ...(stateStore ? { stateStore } : {}), logRotation, logToStderr: process.stderr.isTTY === true });
   // Handlers go in first: engine.json appears before start-up finishes, so a signal may arrive
   // while it is still under way; shutdown then waits for start() to settle.
   let signalled = false;

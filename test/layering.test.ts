@@ -215,6 +215,11 @@ const PLANTED: { name: string; add: Import[]; files?: string[]; expect: { file: 
     expect: [{ file: 'engine.ts', rule: 'no-import-of-main', target: 'main.ts' }] },
   { name: 'importing engine.ts from anything but main.ts is refused', add: [imp('http/server.ts', 'engine.ts', true)],
     expect: [{ file: 'http/server.ts', rule: 'engine-only-from-main', target: 'engine.ts' }] },
+  { name: 'a component importing the pino-based logging.ts is refused, type-only too: it receives a Logger', files: ['logging.ts'],
+    add: [imp('actors/prepare/service.ts', 'logging.ts', true)],
+    expect: [{ file: 'actors/prepare/service.ts', rule: 'logging-only-from-root', target: 'logging.ts' }] },
+  { name: 'logging.ts importing config is a layer violation', files: ['logging.ts'], add: [imp('logging.ts', 'config/index.ts')],
+    expect: [{ file: 'logging.ts', rule: 'layer', target: 'config/index.ts' }] },
   { name: 'files that match no row are unplaced', files: ['capabilities.ts', 'actors/plan.ts', 'workers/snapshot.ts'], add: [],
     expect: [{ file: 'capabilities.ts', rule: 'unplaced-file' }, { file: 'actors/plan.ts', rule: 'unplaced-file' }, { file: 'workers/snapshot.ts', rule: 'unplaced-file' }] },
   { name: 'a specifier naming a directory (or any missing file) is unresolved', add: [imp('actors/prepare/work.ts', 'actors/cache')],
@@ -226,6 +231,14 @@ for (const p of PLANTED) {
     t.same(brief([...CLEAN, ...p.add], [...FILES, ...(p.files ?? [])]), p.expect);
   });
 }
+
+t.test('rules: logging.ts has a row (kernel, packages) and engine.ts and main.ts may import it', async (t) => {
+  const allowed = [
+    imp('logging.ts', 'log.ts'), imp('logging.ts', 'errors.ts'), imp('logging.ts', 'pkg:pino'), imp('logging.ts', 'node:fs'),
+    imp('engine.ts', 'logging.ts'), imp('main.ts', 'logging.ts'),
+  ];
+  t.same(brief([...CLEAN, ...allowed], [...FILES, 'logging.ts']), []);
+});
 
 t.test('rules: a violation message names the file, the line, the import and the rule', async (t) => {
   const [v] = violations([{ ...imp('actors/prepare/service.ts', 'http/routes.ts'), line: 12 }], FILES);

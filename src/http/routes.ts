@@ -15,6 +15,10 @@ import { prepareHandlers, readPrepareBody } from './prepare-routes.js';
 import { runHandlers } from './run-routes.js';
 import { deletionHandlers } from './deletion-routes.js';
 import { cacheHandlers } from './cache-routes.js';
+import { metaRoutes, type MetricsApi } from './meta-routes.js';
+import { ConfigPatchBodySchema } from './schemas.js';
+import * as v from 'valibot';
+import { uiRoutes } from './ui-routes.js';
 
 /** The config surface the routes need (implemented by the config manager). */
 export interface ConfigApi {
@@ -42,6 +46,8 @@ export interface RouteServices {
   deletion: DeletionService;
   cache: CacheService;
   containerRuntime(): ContainerRuntimeInfo;
+  /** `GET /metrics`. */
+  metrics: MetricsApi;
 }
 
 function health(s: RouteServices): Route {
@@ -60,10 +66,10 @@ function config(s: RouteServices): Route[] {
         reply.json(200, path === '' ? value : { path, value });
       },
       PATCH: async (ctx: Ctx) => {
-        const body = await ctx.json();
-        const obj = (typeof body === 'object' && body !== null && !Array.isArray(body) ? body : {}) as Record<string, unknown>;
-        const path = typeof obj['path'] === 'string' ? obj['path'].trim() : '';
-        const value = await s.config.set(path, obj['value'] === undefined ? null : obj['value']);
+        // A body of another shape reads as one without a path (`path is required`), like the reference decoder.
+        const r = v.safeParse(ConfigPatchBodySchema, await ctx.json());
+        const path = r.success ? (r.output.path ?? '').trim() : '';
+        const value = await s.config.set(path, r.success && r.output.value !== undefined ? r.output.value : null);
         ctx.reply.json(200, { path, value });
       },
       DELETE: async ({ req, reply }) => {
@@ -128,6 +134,7 @@ export function buildRoutes(s: RouteServices): Route[] {
   const cache = cacheHandlers(s.cache, s.prepare, readPrepareBody, s.containerRuntime);
   return [
     health(s),
+    ...metaRoutes({ version: s.version, configSchema: () => s.config.schema(), metrics: s.metrics }),
     ...config(s),
     exact('/v1/prepare-jobs', true, ({
       GET: ({ req, reply }) => {
@@ -168,9 +175,11 @@ export function buildRoutes(s: RouteServices): Route[] {
       },
       DELETE: del.deleteState,
     })),
-    exact('/v1/runs', true, ({ POST: runHandlers(s.runs).runs })),
+    // GET is an engine extension: the runs in progress (`[{run_id, instance_id, kind, started_at}]`).
+    exact('/v1/runs', true, ({ POST: runHandlers(s.runs).runs, GET: ({ req, reply }) => sendList(reply, req.accept, s.runs.listRuns()) })),
     exact('/v1/cache/status', true, ({ GET: cache.cacheStatus })),
     exact('/v1/cache/explain/prepare', true, ({ POST: cache.cacheExplain })),
     ...reads(s),
+    ...uiRoutes(),
   ];
 }

@@ -1,116 +1,120 @@
 /**
- * WebSocket event streaming at `/v1/ws`.
+ * The WebSocket endpoint `/v1/ws` on uWebSockets.js: the handshake (version, subprotocol, token),
+ * the per-socket lifecycle, and the wiring of the three streams into the fan-out ({@link WsHub}).
+ * The protocol's messages are in `ws-protocol.ts`; README "WebSocket protocol" documents it.
  *
- * Auth: `Authorization: Bearer <token>` on the upgrade request, or `?token=<token>` (browsers cannot
- * set headers). Client → server text frames:
- *   `{"op":"subscribe","job":"<job_id>"|"*","after":<seq>}`  (after defaults to 0 = from the start)
- *   `{"op":"unsubscribe","job":"<job_id>"|"*"}`
- * Server → client frames, one JSON object each:
- *   `{"seq":<n>,"ts":"…","type":"job.event","actorId":"prepare:<job_id>","data":<prepare-job event>}`
- *   `{"seq":0,"ts":"…","type":"ws.error","data":{"code":"invalid_argument","message":"…"}}`
- * `seq` is the event's global, monotonic sequence: reconnect with `after` = last seq seen to get
- * exactly the missed tail. Pushes respect backpressure: while the socket's buffered amount is over
- * a bound, nothing more is read; the `drain` handler resumes.
+ * Handshake: `Sec-WebSocket-Version` must be 13 (else 426 with `Sec-WebSocket-Version: 13`) and
+ * `Sec-WebSocket-Key` well-formed (else 400). The token may come as `Authorization: Bearer <token>`,
+ * as `?token=<token>`, or — for browsers, which cannot set headers — as the subprotocol
+ * `bearer.<token>` next to `sqlrs` (`Sec-WebSocket-Protocol: sqlrs, bearer.<token>`); the server
+ * answers with the subprotocol `sqlrs` only, never the token. Offered subprotocols without `sqlrs`
+ * are refused (400); a missing or wrong token is refused (401).
  */
+import { timingSafeEqual } from 'node:crypto';
 import type { WebSocket, WebSocketBehavior } from 'uWebSockets.js';
-import * as v from 'valibot';
 import type { Store } from '../mailbox/store.js';
 import type { Logger } from '../log.js';
-import { rfc3339Nano } from '../clock.js';
+import type { LifecycleLog } from '../actors/lifecycle/service.js';
+import type { RunWatch } from '../actors/run/service.js';
+import { WsHub, type Client, type HubOptions, type HubStats } from './ws-hub.js';
+import { errorFrame, parseClientMessage } from './ws-protocol.js';
 
-interface Sub { job: string | undefined; after: number }
-interface WsData { subs: Map<string, Sub>; closed: boolean; pumping: boolean }
+/** The subprotocol a client offers (and the server answers) when it speaks this protocol. */
+export const SUBPROTOCOL = 'sqlrs';
+/** Prefix of the subprotocol that carries the token. */
+export const BEARER_PREFIX = 'bearer.';
+const KEY = /^[A-Za-z0-9+/]{22}==$/;
 
-const MAX_BUFFERED = 1024 * 1024;
-const BATCH = 256;
-
-const ClientMsg = v.variant('op', [
-  v.object({ op: v.literal('subscribe'), job: v.pipe(v.string(), v.minLength(1)), after: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))) }),
-  v.object({ op: v.literal('unsubscribe'), job: v.pipe(v.string(), v.minLength(1)) }),
-]);
+interface WsData { client: Client | undefined }
 
 export interface WsOptions {
   store: Store;
-  /** Calls `f` after every committed job event; returns an unsubscribe function (the prepare service's `onEvents`). */
+  /** Calls `f` after every commit that appended job events; returns an unsubscribe function (the prepare service's `onEvents`). */
   onEvents(f: (jobId: string) => void): () => void;
+  lifecycle: Pick<LifecycleLog, 'read' | 'bounds' | 'onAppended'>;
+  runs: Pick<RunWatch, 'read' | 'onEvent'>;
   log: Logger;
+  /** True when an `Authorization` header value carries the token (or no token is set). */
   authorized(header: string): boolean;
   token: string;
   opened(): void;
   closed(): void;
+  hub?: HubOptions;
 }
 
-export function eventsWebSocket(o: WsOptions): WebSocketBehavior<WsData> {
-  const sockets = new Set<WebSocket<WsData>>();
-  const send = (ws: WebSocket<WsData>, frame: unknown): boolean => {
-    const d = ws.getUserData();
-    if (d.closed) return false;
-    ws.send(JSON.stringify(frame), false);
-    return ws.getBufferedAmount() < MAX_BUFFERED;
-  };
-  const pump = (ws: WebSocket<WsData>): void => {
-    const d = ws.getUserData();
-    if (d.closed || d.pumping) return;
-    d.pumping = true;
-    try {
-      for (const [key, sub] of d.subs) {
-        for (;;) {
-          if (ws.getBufferedAmount() >= MAX_BUFFERED) return; // resumed by drain
-          const rows = o.store.eventsAfterSeq(sub.job, sub.after, BATCH);
-          for (const r of rows) {
-            sub.after = r.seq;
-            const ok = send(ws, { seq: r.seq, ts: rfc3339Nano(), type: 'job.event', actorId: `prepare:${r.job_id}`, data: JSON.parse(r.event_json) as unknown });
-            if (!ok) return;
-          }
-          if (rows.length < BATCH || !d.subs.has(key)) break;
-        }
-      }
-    } finally {
-      d.pumping = false;
-    }
-  };
-  const unsubscribeHub = o.onEvents(() => { for (const ws of sockets) pump(ws); });
-  void unsubscribeHub; // lives as long as the server
+/** The behaviour for `app.ws('/v1/ws', …)`, with the fan-out's counters. */
+export type EventsWebSocket = WebSocketBehavior<WsData> & { stats(): HubStats };
+
+function sameToken(given: string | null | undefined, token: string): boolean {
+  if (!given || token === '') return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(token);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export function eventsWebSocket(o: WsOptions): EventsWebSocket {
+  const hub = new WsHub({
+    jobs: {
+      read: (job, after, upTo, limit) => o.store.eventsInRange(job, after, upTo, limit),
+      newest: () => o.store.maxEventSeq(),
+      exists: (job) => o.store.getJob(job) !== undefined,
+      inTransaction: () => o.store.inTransaction(),
+    },
+    lifecycle: o.lifecycle,
+    runs: o.runs,
+  }, o.hub);
+  // These live as long as the server.
+  o.onEvents(() => hub.wake());
+  o.lifecycle.onAppended(() => hub.wake());
+  o.runs.onEvent((runId, rec) => hub.runRecorded(runId, rec));
+
   return {
+    stats: () => hub.stats(),
     maxPayloadLength: 64 * 1024,
+    // Above the hub's bound by more than one frame, so uWS never drops what the hub decided to send.
+    maxBackpressure: hub.maxBuffered + 4 * 1024 * 1024,
     idleTimeout: 120,
     sendPingsAutomatically: true,
     upgrade: (res, req, context) => {
-      const auth = req.getHeader('authorization');
-      const q = new URLSearchParams(req.getQuery() ?? '');
-      const ok = o.authorized(auth) || (q.get('token') ?? '') === o.token;
       const key = req.getHeader('sec-websocket-key');
-      const proto = req.getHeader('sec-websocket-protocol');
+      const version = req.getHeader('sec-websocket-version');
+      const offered = req.getHeader('sec-websocket-protocol').split(',').map((p) => p.trim()).filter((p) => p !== '');
       const ext = req.getHeader('sec-websocket-extensions');
-      if (!ok) {
-        res.cork(() => res.writeStatus('401 Unauthorized').end());
-        return;
-      }
-      res.upgrade<WsData>({ subs: new Map(), closed: false, pumping: false }, key, proto, ext, context);
+      const auth = req.getHeader('authorization');
+      const query = new URLSearchParams(req.getQuery() ?? '');
+      const refuse = (status: string, headers: Record<string, string> = {}): void => {
+        res.cork(() => {
+          res.writeStatus(status);
+          for (const [k, v] of Object.entries(headers)) res.writeHeader(k, v);
+          res.end();
+        });
+      };
+      if (version !== '13') { refuse('426 Upgrade Required', { 'Sec-WebSocket-Version': '13' }); return; }
+      if (!KEY.test(key)) { refuse('400 Bad Request'); return; }
+      if (offered.length > 0 && !offered.includes(SUBPROTOCOL)) { refuse('400 Bad Request'); return; }
+      const bearer = offered.find((p) => p.startsWith(BEARER_PREFIX))?.slice(BEARER_PREFIX.length);
+      if (!(o.authorized(auth) || sameToken(query.get('token'), o.token) || sameToken(bearer, o.token))) { refuse('401 Unauthorized'); return; }
+      res.upgrade<WsData>({ client: undefined }, key, offered.length > 0 ? SUBPROTOCOL : '', ext, context);
     },
-    open: (ws) => { sockets.add(ws); o.opened(); },
+    open: (ws: WebSocket<WsData>) => {
+      ws.getUserData().client = hub.connect({ send: (m) => ws.send(m, false), getBufferedAmount: () => ws.getBufferedAmount(), cork: (fn) => { ws.cork(fn); } });
+      o.opened();
+    },
     message: (ws, message) => {
-      let parsed: unknown;
-      try { parsed = JSON.parse(Buffer.from(message).toString('utf8')); } catch { parsed = undefined; }
-      const r = v.safeParse(ClientMsg, parsed);
-      if (!r.success) {
-        send(ws, { seq: 0, ts: rfc3339Nano(), type: 'ws.error', data: { code: 'invalid_argument', message: 'invalid message', details: r.issues[0]?.message ?? 'not JSON' } });
-        return;
-      }
-      const d = ws.getUserData();
-      const m = r.output;
-      if (m.op === 'unsubscribe') { d.subs.delete(m.job); return; }
-      if (m.job !== '*' && !o.store.getJob(m.job)) {
-        send(ws, { seq: 0, ts: rfc3339Nano(), type: 'ws.error', data: { code: 'not_found', message: 'job not found', details: m.job } });
-        return;
-      }
-      d.subs.set(m.job, { job: m.job === '*' ? undefined : m.job, after: m.after ?? 0 });
-      pump(ws);
+      const client = ws.getUserData().client;
+      if (!client) return;
+      const m = parseClientMessage(Buffer.from(message).toString('utf8'));
+      if (typeof m === 'string') { client.peer.send(errorFrame('invalid_argument', 'invalid message', m)); return; }
+      hub.handle(client, m);
     },
-    drain: (ws) => pump(ws),
+    drain: (ws) => {
+      const client = ws.getUserData().client;
+      if (client) hub.drain(client);
+    },
     close: (ws) => {
-      ws.getUserData().closed = true;
-      sockets.delete(ws);
+      const client = ws.getUserData().client;
+      if (client) hub.disconnect(client);
+      ws.getUserData().client = undefined;
       o.closed();
     },
   };

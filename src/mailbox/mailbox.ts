@@ -60,6 +60,7 @@ export class Mailbox {
       sweep: db.prepare('UPDATE mailbox SET lease_token = NULL, lease_until = NULL WHERE lease_token IS NOT NULL AND lease_until < ?'),
       releaseAll: db.prepare('UPDATE mailbox SET lease_token = NULL, lease_until = NULL WHERE lease_token IS NOT NULL OR lease_until IS NOT NULL'),
       pendingActors: db.prepare<[], { actor_id: string }>('SELECT DISTINCT actor_id FROM mailbox'),
+      depthByKind: db.prepare<[], { kind: string; n: number }>("SELECT substr(actor_id, 1, instr(actor_id, ':') - 1) AS kind, COUNT(*) AS n FROM mailbox GROUP BY 1"),
       deadLetter: db.prepare('INSERT INTO dead_letters (id, actor_id, payload, error, failed_ms) SELECT id, actor_id, payload, ?, ? FROM mailbox WHERE id = ?'),
       drop: db.prepare('DELETE FROM mailbox WHERE id = ?'),
       getActor: db.prepare<[string], { actor_id: string; kind: string; status: string; state_json: string; failure: string | null }>(
@@ -99,6 +100,11 @@ export class Mailbox {
   /** Number of undelivered messages of an actor. */
   depth(actorId: ActorId): number {
     return this.s.count.get(actorId)?.n ?? 0;
+  }
+
+  /** Undelivered messages per actor kind (the part of the actor id before `:`); kinds without any are absent. */
+  depthByKind(): Record<string, number> {
+    return Object.fromEntries(this.s.depthByKind.all().map((r) => [r.kind, r.n]));
   }
 
   /** Leases the oldest message of an actor, or returns undefined (none, or the head is leased/delayed). */

@@ -143,6 +143,21 @@ CREATE TABLE effects_log (
 );
 `,
   },
+  {
+    version: 2,
+    name: '0002_lifecycle_events',
+    // The engine's lifecycle events (instances, states, jobs, runs), written in the same
+    // transaction as the change each describes; `seq` never reuses a value, so clients resume by it.
+    // The table keeps the newest rows only (see the lifecycle writer).
+    sql: `
+CREATE TABLE lifecycle_events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  ts TEXT NOT NULL,
+  event TEXT NOT NULL,
+  data_json TEXT NOT NULL
+);
+`,
+  },
 ];
 
 /** The newest schema this engine understands. */

@@ -112,6 +112,9 @@ export interface InstanceRow {
 
 export interface BaseRow { image_id: string; dir: string; backend: string; created_at: string }
 
+/** A job event with its global sequence. */
+export interface SeqEventRow { seq: EventSeq; job_id: JobId; event_json: string }
+
 function likePrefix(p: string): string {
   return p.replace(/[\\%_]/g, (c) => `\\${c}`) + '%';
 }
@@ -148,8 +151,9 @@ export class Store {
       eventCount: p<[string], { n: number }>('SELECT COUNT(*) AS n FROM events WHERE job_id = ?'),
       insertEvent: p('INSERT INTO events (job_id, idx, event_json) VALUES (?, ?, ?)'),
       eventsFrom: p<[string, number], { idx: number; event_json: string }>('SELECT idx, event_json FROM events WHERE job_id = ? AND idx >= ? ORDER BY idx'),
-      seqAfterJob: p<[string, number, number], { seq: EventSeq; job_id: JobId; event_json: string }>('SELECT seq, job_id, event_json FROM events WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?'),
-      seqAfterAll: p<[number, number], { seq: EventSeq; job_id: JobId; event_json: string }>('SELECT seq, job_id, event_json FROM events WHERE seq > ? ORDER BY seq LIMIT ?'),
+      seqRangeJob: p<[string, number, number, number], SeqEventRow>('SELECT seq, job_id, event_json FROM events WHERE job_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?'),
+      seqRangeAll: p<[number, number, number], SeqEventRow>('SELECT seq, job_id, event_json FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?'),
+      maxEventSeq: p<[], { n: number }>("SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), COALESCE((SELECT MAX(seq) FROM events), 0)) AS n"),
       insertState: p(`INSERT OR IGNORE INTO states (state_id, parent_state_id, image_id, prepare_kind, prepare_args_normalized, created_at, created_ms, size_bytes, last_used_at, last_used_ms, use_count, backend, dir)
         VALUES (@state_id, @parent_state_id, @image_id, @prepare_kind, @prepare_args_normalized, @created_at, @created_ms, @size_bytes, @created_at, @created_ms, 0, @backend, @dir)`),
       getState: p<[string], StateRow>('SELECT * FROM states WHERE state_id = ?'),
@@ -174,10 +178,14 @@ export class Store {
       putBase: p('INSERT OR REPLACE INTO bases (image_id, dir, backend, created_at) VALUES (?, ?, ?, ?)'),
       deleteBase: p('DELETE FROM bases WHERE image_id = ?'),
       allBases: p<[], BaseRow>('SELECT * FROM bases'),
+      countRows: p<[], { instances: number; states: number }>('SELECT (SELECT COUNT(*) FROM instances) AS instances, (SELECT COUNT(*) FROM states) AS states'),
+      jobsPerStatus: p<[], { status: string; n: number }>('SELECT status, COUNT(*) AS n FROM jobs GROUP BY status'),
     };
   }
 
   tx<T>(fn: () => T): T { return this.db.transaction(fn)(); }
+  /** True while a transaction is open (readers must not publish what may still roll back). */
+  inTransaction(): boolean { return this.db.inTransaction; }
 
   private shaped(sql: string): Database.Statement {
     let st = this.byShape.get(sql);
@@ -274,9 +282,16 @@ export class Store {
   eventsFrom(jobId: string, from: number): string[] { return this.s.eventsFrom.all(jobId, from).map((r) => r.event_json); }
 
   /** Events with a global sequence above `afterSeq` (one job, or all when `jobId` is undefined). */
-  eventsAfterSeq(jobId: string | undefined, afterSeq: number, limit: number): { seq: EventSeq; job_id: JobId; event_json: string }[] {
-    return jobId === undefined ? this.s.seqAfterAll.all(afterSeq, limit) : this.s.seqAfterJob.all(jobId, afterSeq, limit);
+  eventsAfterSeq(jobId: string | undefined, afterSeq: number, limit: number): SeqEventRow[] {
+    return this.eventsInRange(jobId, afterSeq, Number.MAX_SAFE_INTEGER, limit);
   }
+
+  /** Events with `after < seq <= upTo` (one job, or all when `jobId` is undefined). */
+  eventsInRange(jobId: string | undefined, after: number, upTo: number, limit: number): SeqEventRow[] {
+    return jobId === undefined ? this.s.seqRangeAll.all(after, upTo, limit) : this.s.seqRangeJob.all(jobId, after, upTo, limit);
+  }
+  /** The newest event sequence ever written (deleted jobs' events count; 0 when there is none). */
+  maxEventSeq(): number { return this.s.maxEventSeq.get()?.n ?? 0; }
 
   // ---- states -----------------------------------------------------------------------------
   insertState(r: Omit<StateRow, 'last_used_at' | 'last_used_ms' | 'use_count' | 'min_retention_until'>): boolean {
@@ -358,4 +373,11 @@ export class Store {
   putBase(r: BaseRow): void { this.s.putBase.run(r.image_id, r.dir, r.backend, r.created_at); }
   deleteBase(imageId: string): void { this.s.deleteBase.run(imageId); }
   allBases(): BaseRow[] { return this.s.allBases.all(); }
+
+  // ---- counts -----------------------------------------------------------------------------
+  /** How many instances, states and prepare jobs (by status) there are: cheap, for metrics. */
+  counts(): { instances: number; states: number; jobs: Record<string, number> } {
+    const rows = this.s.countRows.get() ?? { instances: 0, states: 0 };
+    return { instances: rows.instances, states: rows.states, jobs: Object.fromEntries(this.s.jobsPerStatus.all().map((r) => [r.status, r.n])) };
+  }
 }

@@ -88,6 +88,7 @@ export class DockerRuntime implements ContainerRuntime {
   private live: LiveWorker | undefined;
   private closed = false;
   private opSeq = 0;
+  private inFlight = 0;
 
   constructor(opts: DockerRuntimeOptions) {
     this.logger = opts.logger;
@@ -157,6 +158,9 @@ export class DockerRuntime implements ContainerRuntime {
     return this.call('container list', (api) => api.list(labels));
   }
 
+  /** Calls made and not settled (waiting for the API address or the worker, or running). */
+  get callsInFlight(): number { return this.inFlight; }
+
   /** Terminates the worker; calls in flight reject with `ENGINE_CLOSED`, later calls throw it. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -216,6 +220,19 @@ export class DockerRuntime implements ContainerRuntime {
   ): Promise<T> {
     if (this.closed) throw new ClosedError('container runtime');
     if (signal?.aborted) throw abortError(signal, what);
+    this.inFlight++;
+    try {
+      return await this.callOnce(what, fn, signal);
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  private async callOnce<T>(
+    what: string,
+    fn: (api: Comlink.Remote<ContainerWorkerApi>, opId: number) => Promise<WorkerResult<T>>,
+    signal?: AbortSignal,
+  ): Promise<T> {
     const address = await raceAbort(this.address, signal, what);
     if (this.closed) throw new ClosedError('container runtime');
     const live = (this.live ??= this.spawn(address));

@@ -261,9 +261,14 @@ t.test('engine logs one line per request to <dir of engine.json>/logs/engine.log
   await eng.stop();
   const log = readFileSync(eng.logPath, 'utf8');
   t.equal(statSync(eng.logPath).mode & 0o777, 0o600, 'log file mode 0600');
-  t.match(log, /sqlrs-engine version=log-test/, 'start-up line names the version');
-  t.match(log, /http request .*method=GET path=\/v1\/health status=200 bytes=\d+ dur=\S+ remote=127\.0\.0\.1/, 'health request line');
-  t.match(log, /http request .*method=GET path=\/v1\/prepare-jobs status=200/, 'authorised request line');
-  t.match(log, /http request .*method=GET path=\/v1\/states status=401/, 'rejected request line');
+  // JSON lines: {level, time, c?, msg, …fields}.
+  const lines = log.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.ok(lines.every((l) => typeof l['level'] === 'string' && typeof l['time'] === 'string' && typeof l['msg'] === 'string'), 'every line is JSON with level, time and msg');
+  t.match(lines[0], { level: 'info', msg: 'sqlrs-engine version=log-test', pid: Number }, 'start-up line names the version');
+  t.match(lines.at(-1), { msg: 'engine status', from: 'stopping', to: 'stopped' }, 'the last line, written at shutdown, is in the file');
+  const req = (path: string): Record<string, unknown> | undefined => lines.find((l) => l['msg'] === 'http request' && l['path'] === path);
+  t.match(req('/v1/health'), { c: 'http', method: 'GET', status: 200, bytes: Number, dur: /^\d+(\.\d+)?ms$/, remote: '127.0.0.1' }, 'health request line');
+  t.match(req('/v1/prepare-jobs'), { method: 'GET', status: 200 }, 'authorised request line');
+  t.match(req('/v1/states'), { method: 'GET', status: 401 }, 'rejected request line');
   t.notMatch(log, new RegExp(eng.token), 'the token is never logged');
 });

@@ -104,6 +104,8 @@ t.test('runtime selection on real daemons', async (t) => {
     t.equal(o.status, 'succeeded', JSON.stringify(o.error ?? {}));
     const dsn = o.result?.['dsn'] ?? '';
     t.equal(psqlAt(dsn, 'select sum(x) from t'), '42', 'the instance answers on its published loopback port');
+    const imageId = sh('podman', ['image', 'inspect', IMAGE, '--format', '{{.Id}}']);
+    t.equal(o.result?.['image_id'], `sha256:${imageId.replace(/^sha256:/, '')}`, 'a local-only image resolves to its image id on Podman, as on Docker');
     const inst = o.result?.['instance_id'] ?? '';
     const labels = sh('podman', ['ps', '--filter', `label=dev.sqlrs.instance=${inst}`, '--format', '{{.Names}}']);
     t.equal(labels, `sqlrs-${inst}`, 'the instance runs in Podman, named and labelled like on Docker');

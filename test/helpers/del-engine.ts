@@ -1,13 +1,14 @@
 /**
  * Test helpers for deletion and cache suites against a real engine child process and the real
- * Docker daemon: holding a client session open on an instance, reading rows and the store's
- * leftovers, and polling.
+ * Docker daemon (or Podman's API, see `./docker.ts`): holding a client session open on an
+ * instance, reading rows and the store's leftovers, and polling.
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EngineProcess } from './engine.js';
 import { mountsUnder, storeContainers, entries } from './prepare.js';
+import { dockerCli } from './docker.js';
 
 export interface StateEntry { state_id: string; parent_state_id?: string; refcount: number; size_bytes?: number; last_used_at?: string }
 export interface InstanceEntry { instance_id: string; state_id: string; runtime_id?: string }
@@ -61,7 +62,7 @@ export async function del(eng: EngineProcess, path: string, q: Record<string, st
 /** True when a container with this id exists (any status). */
 export function containerExists(id: string): boolean {
   try {
-    execFileSync('docker', ['inspect', '--format', '{{.Id}}', id], { stdio: 'ignore', timeout: 20_000 });
+    dockerCli(['inspect', '--format', '{{.Id}}', id], { stdio: 'ignore', timeout: 20_000 });
     return true;
   } catch {
     return false;
@@ -95,6 +96,15 @@ export function logLines(eng: EngineProcess, needle: string): string[] {
   const p = eng.logPath;
   if (!existsSync(p)) return [];
   return readFileSync(p, 'utf8').split('\n').filter((l) => l.includes(needle));
+}
+
+/** The engine log's JSON lines (`{level, time, c?, msg, …fields}`) whose `msg` is `msg`, in order. */
+export function logRecords(eng: EngineProcess, msg: string | RegExp): Record<string, unknown>[] {
+  const p = eng.logPath;
+  if (!existsSync(p)) return [];
+  return readFileSync(p, 'utf8').split('\n').filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((r) => (typeof msg === 'string' ? r['msg'] === msg : msg.test(String(r['msg']))));
 }
 
 /** `<store>/states/<id>` exists. */

@@ -56,7 +56,8 @@ export type RuleId =
   | 'http-only-from-engine'
   | 'sqlite-only-in-mailbox'
   | 'thread-side-private'
-  | 'thread-entry-value-import';
+  | 'thread-entry-value-import'
+  | 'logging-only-from-root';
 
 /** Size facts of one source file, for {@link oversized}. */
 export interface SourceFile {
@@ -194,7 +195,7 @@ export function readSources(srcDir: string): SourceFile[] {
 // ---- the dependency table ------------------------------------------------------------------------
 
 /** The kernel: imports node builtins and other kernel files only. */
-export const KERNEL: ReadonlySet<string> = new Set(['errors.ts', 'ids.ts', 'log.ts', 'clock.ts', 'abort.ts']);
+export const KERNEL: ReadonlySet<string> = new Set(['errors.ts', 'ids.ts', 'log.ts', 'clock.ts', 'abort.ts', 'telemetry.ts']);
 const FS_ENTRY = 'workers/fs-worker.ts';
 const DOCKER_ENTRY = 'workers/container-worker.ts';
 const THREAD_ENTRIES: ReadonlySet<string> = new Set([FS_ENTRY, DOCKER_ENTRY]);
@@ -243,7 +244,7 @@ const anyOf = (...ps: ((p: string) => boolean)[]) => (_from: string, t: string):
  * kernel row is the one that says so explicitly; the table's other rows need them for I/O).
  */
 export const ROWS: readonly Row[] = [
-  { name: 'kernel (errors, ids, log, clock, abort)', allows: 'node builtins and other kernel files', covers: isKernel, judge: anyOf(isNode, isKernel) },
+  { name: 'kernel (errors, ids, log, clock, abort, telemetry)', allows: 'node builtins and other kernel files', covers: isKernel, judge: anyOf(isNode, isKernel) },
   {
     name: 'flags.ts, discovery.ts, store-lock.ts', allows: 'node builtins, kernel, config/',
     covers: (f) => f === 'flags.ts' || f === 'discovery.ts' || f === 'store-lock.ts', judge: anyOf(isNode, isKernel, isConfig),
@@ -306,6 +307,7 @@ export const ROWS: readonly Row[] = [
   },
   { name: 'engine.ts', allows: 'anything', covers: (f) => f === 'engine.ts', judge: () => 'ok' },
   { name: 'main.ts', allows: 'anything except http/', covers: (f) => f === 'main.ts', judge: (_f, t) => (isHttp(t) ? 'no' : 'ok') },
+  { name: 'logging.ts', allows: 'kernel, packages', covers: (f) => f === 'logging.ts', judge: anyOf(isNode, isKernel, isPkg) },
 ];
 
 /** The row that covers a file, if any. */
@@ -316,6 +318,11 @@ export function rowOf(file: string): Row | undefined {
 /** Rules that hold for every file, whatever its row allows. Checked before the row. */
 export const GLOBAL_RULES: readonly { rule: RuleId; reason: string; breaks(i: Import): boolean }[] = [
   { rule: 'no-import-of-main', reason: 'nothing imports main.ts', breaks: (i) => i.target === 'main.ts' },
+  {
+    // Everything else receives a Logger (log.ts); the pino-based implementation is the root's choice.
+    rule: 'logging-only-from-root', reason: 'only engine.ts and main.ts import logging.ts',
+    breaks: (i) => i.target === 'logging.ts' && i.from !== 'engine.ts' && i.from !== 'main.ts',
+  },
   { rule: 'engine-only-from-main', reason: 'only main.ts imports engine.ts', breaks: (i) => i.target === 'engine.ts' && i.from !== 'main.ts' },
   { rule: 'http-only-from-engine', reason: 'only engine.ts (and http/ itself) imports http/', breaks: (i) => isHttp(i.target) && !isHttp(i.from) && i.from !== 'engine.ts' },
   { rule: 'sqlite-only-in-mailbox', reason: 'only mailbox/ imports better-sqlite3', breaks: (i) => i.target === 'pkg:better-sqlite3' && !isMailbox(i.from) },

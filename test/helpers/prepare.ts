@@ -1,5 +1,6 @@
 /**
- * Test helpers for prepare jobs against a real engine child process and the real Docker daemon:
+ * Test helpers for prepare jobs against a real engine child process and the real Docker daemon
+ * (or Podman's API: the helpers inspect the API of `./docker.ts`'s `containerHost`):
  * Docker availability (fail under `SQLRS_REQUIRE_DOCKER=1`, else skip), submitting jobs, reading
  * their event streams, and cleaning a state store completely (containers by store label, mounts,
  * directories).
@@ -10,17 +11,18 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { startEngine, type EngineProcess, type StartOptions, type TeardownHost } from './engine.js';
 import { storeLabel } from '../../src/actors/layout.js';
+import { containerHost, dockerCli } from './docker.js';
 
 export const IMAGE = process.env['SQLRS_TEST_IMAGE'] ?? 'sqlrs-local/postgres:15';
 
 /** Why Docker (or the test image) cannot be used, or undefined when it can. */
 export function dockerProblem(): string | undefined {
   try {
-    execFileSync('docker', ['image', 'inspect', IMAGE], { stdio: 'ignore', timeout: 20_000 });
+    dockerCli(['image', 'inspect', IMAGE], { stdio: 'ignore', timeout: 20_000 });
     return undefined;
   } catch (e) {
-    try { execFileSync('docker', ['info'], { stdio: 'ignore', timeout: 20_000 }); } catch { return 'the Docker daemon is not reachable'; }
-    return `the image ${IMAGE} is missing (run scripts/test-env.sh): ${(e as Error).message}`;
+    try { dockerCli(['info'], { stdio: 'ignore', timeout: 20_000 }); } catch { return `the Docker daemon is not reachable at ${containerHost}`; }
+    return `the image ${IMAGE} is missing at ${containerHost} (run scripts/test-env.sh): ${(e as Error).message}`;
   }
 }
 
@@ -48,14 +50,14 @@ export function mountsUnder(dir: string): string[] {
 
 /** Containers (ids) the engine created for a store. */
 export function storeContainers(store: string): string[] {
-  const out = execFileSync('docker', ['ps', '-aq', '--no-trunc', '--filter', `label=dev.sqlrs.store=${storeLabel(resolve(store))}`], { encoding: 'utf8' });
+  const out = dockerCli(['ps', '-aq', '--no-trunc', '--filter', `label=dev.sqlrs.store=${storeLabel(resolve(store))}`], { encoding: 'utf8' });
   return out.split('\n').filter(Boolean);
 }
 
 /** Removes every container, mount and file of a store directory tree. */
 export function wipe(dir: string, store: string): void {
   const ids = storeContainers(store);
-  if (ids.length > 0) execFileSync('docker', ['rm', '-f', '-v', ...ids], { stdio: 'ignore' });
+  if (ids.length > 0) dockerCli(['rm', '-f', '-v', ...ids], { stdio: 'ignore' });
   for (const m of mountsUnder(dir)) {
     try { execFileSync('umount', [m], { stdio: 'ignore' }); } catch { execFileSync('umount', ['-l', m], { stdio: 'ignore' }); }
   }

@@ -476,3 +476,20 @@ t.test('store rows survive closing and reopening the database', async (t) => {
   t.equal(s.hasState('s1'), true);
   t.equal(s.refcount('s1'), 1);
 });
+
+t.test('store eventsInRange reads (after, upTo] and maxEventSeq remembers the newest seq of deleted jobs', async (t) => {
+  const { store } = fixture(t);
+  t.equal(store.maxEventSeq(), 0);
+  store.insertJob(job('j1'));
+  store.insertJob(job('j2'));
+  for (const j of ['j1', 'j2', 'j1', 'j2']) store.appendEvent(j, { type: 'log', ts: 't', message: j });
+  const all = store.eventsInRange(undefined, 0, Number.MAX_SAFE_INTEGER, 100).map((e) => e.seq);
+  t.equal(all.length, 4);
+  t.same(store.eventsInRange(undefined, all[0] ?? 0, all[2] ?? 0, 100).map((e) => e.seq), all.slice(1, 3));
+  t.same(store.eventsInRange('j2', 0, all[2] ?? 0, 100).map((e) => e.seq), [all[1]]);
+  t.equal(store.maxEventSeq(), all[3]);
+  store.deleteJob('j2');
+  t.equal(store.maxEventSeq(), all[3], 'still the newest ever written');
+  t.equal(store.inTransaction(), false);
+  store.tx(() => t.equal(store.inTransaction(), true));
+});

@@ -15,6 +15,19 @@ import { CacheManager, type CacheStatus } from './eviction.js';
 
 export type { CacheStatus } from './eviction.js';
 
+/** Cache usage and limits, without the eviction-candidate scan of {@link CacheService.status}. */
+export interface CacheUsage {
+  usageBytes: number;
+  /** `cache.capacity.maxBytes` (0: no cap). */
+  configuredMaxBytes: number;
+  effectiveMaxBytes: number;
+  reserveBytes: number;
+  highWatermark: number;
+  lowWatermark: number;
+  storeTotalBytes: number;
+  storeFreeBytes: number;
+}
+
 export interface CacheServiceDeps {
   store: Store;
   fs: FsPool;
@@ -47,6 +60,19 @@ export class CacheService implements CapacityGuard {
       this.d.log.error('cache status failed', { error: errorText(e) });
       throw e;
     }
+  }
+
+  /**
+   * Usage and limits for metrics: sizes recorded at snapshot (a state without one is measured once
+   * and remembered) and one `statfs`. @throws when the settings are invalid or the store unreadable
+   */
+  async usage(): Promise<CacheUsage> {
+    const stats = await this.manager.fsStats();
+    const s = this.manager.settings(stats.total);
+    return {
+      usageBytes: await this.manager.usage(), configuredMaxBytes: s.maxBytes, effectiveMaxBytes: s.effectiveMax, reserveBytes: s.reserveBytes,
+      highWatermark: s.highWatermark, lowWatermark: s.lowWatermark, storeTotalBytes: stats.total, storeFreeBytes: stats.free,
+    };
   }
 
   ensure(trigger: BuildPhase, protect?: string): Promise<void> { return this.manager.ensure(trigger, protect); }

@@ -9,11 +9,14 @@ import { InternalError, type ApiError } from '../../errors.js';
 import type { ActorId } from '../../ids.js';
 import type { Store } from '../../mailbox/store.js';
 import type { DeleteEffect } from './transition.js';
+import type { LifecycleSink } from '../lifecycle/service.js';
 
 export interface DeletionEffectsDeps {
   store: Store;
   /** Deletes a prepare job's rows (the prepare wing's `forgetJob`), inside the commit. */
   forgetJob(jobId: string): void;
+  /** `instance.deleted`, `state.deleted` / `state.evicted`, appended with the row's removal. */
+  lifecycle: LifecycleSink;
   log: Logger;
 }
 
@@ -35,14 +38,25 @@ export class DeletionEffects {
     const st = this.d.store;
     switch (e.t) {
       case 'mark-deleting': st.setInstanceDeleting(e.instanceId, true); break;
-      case 'delete-instance-row': st.deleteInstance(e.instanceId); break;
-      case 'delete-state-row': st.deleteState(e.stateId); break;
+      case 'delete-instance-row': {
+        const row = st.getInstance(e.instanceId);
+        if (st.deleteInstance(e.instanceId)) this.d.lifecycle.append({ event: 'instance.deleted', id: e.instanceId, ...(row ? { state_id: row.state_id } : {}) });
+        break;
+      }
+      case 'delete-state-row': {
+        const row = st.getState(e.stateId);
+        if (st.deleteState(e.stateId)) {
+          this.d.lifecycle.append({ event: e.reason === 'eviction' ? 'state.evicted' : 'state.deleted', id: e.stateId, parent_state_id: row?.parent_state_id ?? null });
+        }
+        break;
+      }
       case 'delete-job-rows': this.d.forgetJob(e.jobId); break;
       case 'finished': break; // the outcome lives in the actor's persisted state
     }
   }
 
   committed(actor: ActorId, effects: readonly DeleteEffect[]): void {
+    this.d.lifecycle.committed();
     for (const e of effects) {
       if (e.t === 'delete-state-row') {
         this.d.log.info('state deleted', { state: e.stateId, actor });

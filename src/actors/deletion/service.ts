@@ -20,6 +20,7 @@ import { countConnections } from '../postgres/connections.js';
 import { planInstanceDeletion, planStateDeletion, type DeletionPlan, type PlanOptions } from './plan.js';
 import { DeletionEffects, type DeletionOutcome } from './effects.js';
 import { DeletionWorker } from './work.js';
+import type { LifecycleSink } from '../lifecycle/service.js';
 import * as del from './transition.js';
 import type { DeleteEffect, DeleteMessage, DeleteOp, DeleteReason, DeleteResult, DeleteState, DeleteWork } from './transition.js';
 
@@ -42,6 +43,8 @@ export interface DeletionServiceDeps {
   statesInUse(includeDeletions: boolean): Set<string>;
   /** The prepare wing's job operations. */
   jobs: { cancelAndWait(id: string, timeoutMs: number): Promise<void>; forget(id: string): void };
+  /** Lifecycle events of deleted instances and deleted or evicted states. */
+  lifecycle: LifecycleSink;
   log: Logger;
   clock: Clock;
 }
@@ -61,7 +64,7 @@ export class DeletionService {
   private readonly work: DeletionWorker;
 
   constructor(private readonly d: DeletionServiceDeps) {
-    this.effects = new DeletionEffects({ store: d.store, forgetJob: (id) => d.jobs.forget(id), log: d.log });
+    this.effects = new DeletionEffects({ store: d.store, forgetJob: (id) => d.jobs.forget(id), lifecycle: d.lifecycle, log: d.log });
     this.effects.onFinished((id, outcome) => this.finished(id, outcome));
     this.work = new DeletionWorker({ fs: d.fs, containers: d.containers, layout: d.layout, backend: d.backend, log: d.log });
     d.system.register(this.logic());

@@ -70,7 +70,8 @@ export interface DeleteWork { deletionId: string; op: DeleteOp; attempt: number 
 export type DeleteEffect =
   | { t: 'mark-deleting'; instanceId: InstanceId }
   | { t: 'delete-instance-row'; instanceId: InstanceId }
-  | { t: 'delete-state-row'; stateId: StateId }
+  /** `reason` says whether the state is evicted or deleted on request (its lifecycle event). */
+  | { t: 'delete-state-row'; stateId: StateId; reason: DeleteReason }
   | { t: 'delete-job-rows'; jobId: JobId }
   | { t: 'finished'; deletionId: string; ok: true }
   | { t: 'finished'; deletionId: string; ok: false; error: ApiError };
@@ -163,7 +164,7 @@ export function transition(state: DeleteState | undefined, msg: DeleteMessage, c
   if (msg.ok) {
     const domain: DeleteEffect[] = [
       op.kind === 'instance' ? { t: 'delete-instance-row', instanceId: op.id }
-        : op.kind === 'state' ? { t: 'delete-state-row', stateId: op.id }
+        : op.kind === 'state' ? { t: 'delete-state-row', stateId: op.id, reason: state.reason }
           : { t: 'delete-job-rows', jobId: op.id },
     ];
     return step({ ...state, cursor: state.cursor + 1 }, ctx, 1, domain);

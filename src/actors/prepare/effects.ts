@@ -12,6 +12,7 @@ import type { Mailbox } from '../../mailbox/mailbox.js';
 import type { Store } from '../../mailbox/store.js';
 import type { JobEventLog } from './events.js';
 import type { Runtimes } from './runtimes.js';
+import type { LifecycleSink } from '../lifecycle/service.js';
 import { PREPARE_KIND, type PrepareEffect } from './transition.js';
 
 export interface PrepareEffectsDeps {
@@ -19,6 +20,8 @@ export interface PrepareEffectsDeps {
   mailbox: Mailbox;
   events: JobEventLog;
   runtimes: Runtimes;
+  /** Lifecycle events (instance and state created, job terminal), appended in the same commit. */
+  lifecycle: LifecycleSink;
   /** Terminal jobs kept per signature (`orchestrator.jobs.maxIdentical`; 0 keeps all). */
   maxIdenticalJobs(): number;
   log: Logger;
@@ -32,17 +35,28 @@ export class PrepareEffects {
   apply(e: PrepareEffect): void {
     const st = this.d.store;
     switch (e.t) {
-      case 'job': st.updateJob(e.jobId, e.patch); break;
+      case 'job':
+        st.updateJob(e.jobId, e.patch);
+        if (e.patch.status === 'succeeded' || e.patch.status === 'failed') {
+          this.d.lifecycle.append({ event: 'job.terminal', id: e.jobId, status: e.patch.status, ...(e.patch.error ? { error_code: e.patch.error.code } : {}) });
+        }
+        break;
       case 'event': this.d.events.appendInCommit(e.jobId, e.event); break;
       case 'tasks': st.replaceTasks(e.jobId, e.tasks); break;
       case 'task': st.updateTask(e.jobId, e.position, e.patch); break;
-      case 'state': st.insertState(e.row); break;
+      case 'state':
+        if (st.insertState(e.row)) {
+          const r = e.row;
+          this.d.lifecycle.append({ event: 'state.created', id: r.state_id, parent_state_id: r.parent_state_id, image_id: r.image_id, size_bytes: r.size_bytes });
+        }
+        break;
       case 'instance':
         st.insertInstance({
           instance_id: e.row.instanceId, state_id: e.row.stateId, image_id: e.row.imageId, created_at: e.row.createdAt,
           runtime_id: e.row.containerId, runtime_dir: e.row.dir, host_port: e.row.port, job_id: e.jobId,
         });
         st.touchState(e.row.stateId, e.row.createdAt, this.d.clock.now());
+        this.d.lifecycle.append({ event: 'instance.created', id: e.row.instanceId, state_id: e.row.stateId, image_id: e.row.imageId, job_id: e.jobId });
         break;
       case 'trim': this.trim(e.signature); break;
     }
@@ -53,6 +67,7 @@ export class PrepareEffects {
     const jobs = new Set<string>();
     for (const e of effects) if ('jobId' in e) jobs.add(e.jobId);
     for (const j of jobs) this.d.events.hub.notify(j);
+    this.d.lifecycle.committed();
     for (const e of effects) {
       if (e.t === 'job' && (e.patch.status === 'failed' || e.patch.status === 'succeeded')) {
         // A runtime that did not become an instance is of no further use.

@@ -17,6 +17,7 @@ import type { ActorSystem } from '../system/system.js';
 import type { ActorLogic } from '../system/logic.js';
 import type { StoreLayout } from '../layout.js';
 import type { CapacityGuard } from '../cache/capacity.js';
+import type { LifecycleSink } from '../lifecycle/service.js';
 import { validatePsqlRequest } from '../postgres/psql-args.js';
 import { imageHasDigest } from './plan.js';
 import { EventHub, JobEventLog } from './events.js';
@@ -25,6 +26,8 @@ import { PrepareEffects } from './effects.js';
 import { PrepareWorker } from './work.js';
 import { PsqlStepKind } from './psql.js';
 import * as job from './transition.js';
+import { PrepareObserver } from './observe.js';
+import { noTelemetry, type Telemetry } from '../../telemetry.js';
 import type { PrepareEffect, PrepareMessage, PrepareRequest, PrepareState, PrepareWork } from './transition.js';
 
 export const PrepareBodySchema = v.object({
@@ -91,12 +94,16 @@ export interface PrepareServiceDeps {
   layout: StoreLayout;
   backend: SnapshotBackendKind;
   capacity: CapacityGuard;
+  /** Lifecycle events of jobs, states and instances, appended in the commits that make them. */
+  lifecycle: LifecycleSink;
   /** Terminal jobs kept per signature (`orchestrator.jobs.maxIdentical`). */
   maxIdenticalJobs(): number;
   log: Logger;
   clock: Clock;
   /** Overlay chains deeper than this are flattened. @default 16 */
   maxDepth?: number;
+  /** Where job and step durations and cache hits are reported. @default {@link noTelemetry} */
+  telemetry?: Telemetry;
 }
 
 export class PrepareService {
@@ -106,6 +113,7 @@ export class PrepareService {
   private readonly effects: PrepareEffects;
   private readonly work: PrepareWorker;
   private readonly psql: PsqlStepKind;
+  private readonly observer: PrepareObserver;
   private streams = 0;
 
   constructor(private readonly d: PrepareServiceDeps) {
@@ -114,10 +122,11 @@ export class PrepareService {
     this.events = new JobEventLog(d.store, this.hub, d.clock);
     this.runtimes = new Runtimes({ layout: d.layout, store: d.store, fs: d.fs, containers: d.containers, backend: d.backend, log, maxDepth: d.maxDepth ?? 16 });
     this.psql = new PsqlStepKind(d.containers);
-    this.effects = new PrepareEffects({ store: d.store, mailbox: d.mailbox, events: this.events, runtimes: this.runtimes, maxIdenticalJobs: d.maxIdenticalJobs, log, clock: d.clock });
+    this.observer = new PrepareObserver({ telemetry: d.telemetry ?? noTelemetry, store: d.store, clock: d.clock, stepKind: this.psql.kind });
+    this.effects = new PrepareEffects({ store: d.store, mailbox: d.mailbox, events: this.events, runtimes: this.runtimes, lifecycle: d.lifecycle, maxIdenticalJobs: d.maxIdenticalJobs, log, clock: d.clock });
     this.work = new PrepareWorker({
       store: d.store, events: this.events, runtimes: this.runtimes, layout: d.layout, fs: d.fs, containers: d.containers,
-      backend: d.backend, capacity: d.capacity, psql: this.psql, log, clock: d.clock,
+      backend: d.backend, capacity: d.capacity, psql: this.psql, lifecycle: d.lifecycle, log, clock: d.clock,
     });
     d.system.register(this.logic());
   }
@@ -126,9 +135,9 @@ export class PrepareService {
     return {
       kind: job.PREPARE_KIND,
       ...job.transitions,
-      perform: (spec, signal) => this.work.perform(spec, signal),
+      perform: (spec, signal) => this.observer.work(spec, signal, this.work.perform(spec, signal)),
       apply: (e) => this.effects.apply(e),
-      committed: (id, effects) => this.effects.committed(id, effects),
+      committed: (id, effects) => { this.effects.committed(id, effects); this.observer.committed(effects); },
     };
   }
 

@@ -21,6 +21,7 @@ import type { JobEventLog } from './events.js';
 import type { Runtimes } from './runtimes.js';
 import type { PrepareWork, ResolveResult, PlanResult, StepResult, InstanceResult, StateRowData } from './transition.js';
 import type { LogFn, StepKind, StepSpec } from './step-kind.js';
+import type { LifecycleSink } from '../lifecycle/service.js';
 
 export interface PrepareWorkDeps {
   store: Store;
@@ -33,6 +34,8 @@ export interface PrepareWorkDeps {
   capacity: CapacityGuard;
   /** The step kind of psql requests (the only prepare kind so far). */
   psql: StepKind;
+  /** A broken cached state's row is deleted together with its `state.deleted` event. */
+  lifecycle: LifecycleSink;
   log: Logger;
   clock: Clock;
 }
@@ -139,7 +142,10 @@ export class PrepareWorker {
       // Move it aside rather than delete it: with overlay, live instances and child states may
       // still have its layer mounted. Start-up hygiene reaps `.invalid-*` when that is safe.
       await rename(dir, join(this.d.layout.statesDir, `.invalid-${id}-${this.d.clock.now()}`)).catch(() => {});
-      this.d.store.deleteState(id);
+      this.d.store.tx(() => {
+        if (this.d.store.deleteState(id)) this.d.lifecycle.append({ event: 'state.deleted', id, parent_state_id: row.parent_state_id, reason: 'invalidated' });
+      });
+      this.d.lifecycle.committed();
       return undefined;
     }
     if (!row) {

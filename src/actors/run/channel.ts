@@ -99,6 +99,8 @@ function sizeOf(e: RunEvent): number {
 export class RunChannel {
   /** Called once when a producer pushed past the hard limit. */
   onOverflow: (() => void) | undefined;
+  /** Called with every event the channel accepts (the run's watchers; see `watch.ts`). */
+  onEvent: ((e: RunEvent) => void) | undefined;
   private readonly queue: RunEvent[] = [];
   private head = 0;
   private buffered = 0;
@@ -126,6 +128,7 @@ export class RunChannel {
   get size(): number { return this.buffered; }
 
   private enqueue(e: RunEvent): void {
+    this.onEvent?.(e);
     this.queue.push(e);
     this.buffered += sizeOf(e);
     const w = this.consumerWaiter;

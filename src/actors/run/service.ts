@@ -5,7 +5,7 @@
  */
 import * as v from 'valibot';
 import type { Logger } from '../../log.js';
-import type { Clock } from '../../clock.js';
+import { rfc3339Nano, type Clock } from '../../clock.js';
 import { actorId, randomHex } from '../../ids.js';
 import { errorText } from '../../errors.js';
 import type { Mailbox } from '../../mailbox/mailbox.js';
@@ -19,11 +19,14 @@ import { validateRunRequest, type InstanceLookup, type RunRequestInput } from '.
 import { RunChannels, type RunChannel, type RunChannelOptions } from './channel.js';
 import { RunEffects } from './effects.js';
 import { RunWorker } from './work.js';
+import { RunWatch, type RunInfo } from './watch.js';
+import type { LifecycleSink } from '../lifecycle/service.js';
 import * as session from './transition.js';
 import type { CancelReason, RunEffect, RunMessage, RunState, RunWork } from './transition.js';
 
 export type { RunChannel, RunEvent } from './channel.js';
 export type { RunRequestInput } from './args.js';
+export type { RunWatch, RunInfo, RunRecord, RunSlice } from './watch.js';
 
 /** A string where the reference decoder accepts `null` (it becomes ""). */
 const Str = v.pipe(v.nullable(v.string()), v.transform((s) => s ?? ''));
@@ -57,6 +60,8 @@ export interface RunServiceDeps {
   log: Logger;
   clock: Clock;
   channels?: RunChannelOptions;
+  /** `run.started` / `run.finished` lifecycle events. */
+  lifecycle: LifecycleSink;
 }
 
 export class RunService {
@@ -64,6 +69,8 @@ export class RunService {
   private readonly worker: RunWorker;
   private readonly effects: RunEffects;
   private readonly lookup: InstanceLookup;
+  /** Every run's numbered events, kept in a bounded tail for WebSocket subscribers. */
+  readonly watch = new RunWatch();
 
   constructor(private readonly d: RunServiceDeps) {
     this.channels = new RunChannels(d.channels ?? {});
@@ -71,7 +78,7 @@ export class RunService {
       store: d.store, channels: this.channels, containers: d.containers, fs: d.fs, root: d.layout.root,
       labels: (extra) => d.layout.labels(extra), log: d.log, clock: d.clock,
     });
-    this.effects = new RunEffects({ mailbox: d.mailbox, channels: this.channels, log: d.log, clock: d.clock });
+    this.effects = new RunEffects({ mailbox: d.mailbox, channels: this.channels, log: d.log, clock: d.clock, lifecycle: d.lifecycle, watch: this.watch });
     this.lookup = { byId: (id) => d.store.getInstance(id), idOfName: (name) => d.store.instanceIdOfName(name) };
     d.system.register(this.logic());
   }
@@ -81,8 +88,9 @@ export class RunService {
       kind: session.RUN_KIND,
       ...session.transitions,
       perform: (spec, signal) => this.worker.perform(spec, signal),
-      // Run events are not stored: they are published to the run's channel after the commit.
-      apply: () => undefined,
+      // Run events are not stored (only their lifecycle events are): they are published to the
+      // run's channel after the commit.
+      apply: (e) => this.effects.apply(e),
       committed: (id, effects) => this.effects.committed(id, effects),
     };
   }
@@ -96,12 +104,15 @@ export class RunService {
     const runId = randomHex(16);
     const ch = this.channels.open(runId, { instanceId: run.instanceId, steps: run.steps });
     ch.onOverflow = () => this.cancel(runId, 'overflow');
+    this.watch.open({ run_id: runId, instance_id: run.instanceId, kind: run.kind, started_at: rfc3339Nano(this.d.clock.now()) });
+    ch.onEvent = (e) => this.watch.record(runId, e);
     try {
       this.d.system.send(actorId(session.RUN_KIND, runId), {
         type: 'start', runId, instanceId: run.instanceId, runtimeId: run.runtimeId, kind: run.kind, stepCount: run.steps.length,
       } satisfies RunMessage);
     } catch (err) {
       this.channels.close(runId);
+      this.watch.forget(runId);
       throw err;
     }
     this.d.log.debug('run started', { run: runId, instance: run.instanceId, kind: run.kind, steps: run.steps.length });
@@ -122,6 +133,9 @@ export class RunService {
 
   /** Runs currently streaming against an instance. */
   activeRuns(instanceId: string): number { return this.channels.activeOn(instanceId); }
+
+  /** `GET /v1/runs`: the runs in progress. */
+  listRuns(): RunInfo[] { return this.watch.active(); }
 
   busy(): boolean { return this.channels.size > 0; }
 

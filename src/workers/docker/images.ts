@@ -158,7 +158,9 @@ export async function resolveImage(
   if (ref.includes('@')) {
     resolvedId = ref;
   } else {
-    const digests = info.RepoDigests ?? [];
+    // Podman gives every local image a digest of its own manifest under `localhost/…`: that is no
+    // registry digest, so a local-only image resolves to its image id on Podman as on Docker.
+    const digests = (info.RepoDigests ?? []).filter((d) => !d.startsWith('localhost/'));
     const repo = repoOf(ref);
     resolvedId = digests.find((d) => repoOf(d) === repo) ?? digests[0] ?? info.Id;
   }

@@ -7,7 +7,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { needDocker, startPrepEngine, prepare, storeContainers, mountsUnder, type JobOutcome } from '../../helpers/prepare.js';
-import { del, states, instances, logLines, stateDirExists } from '../../helpers/del-engine.js';
+import { del, states, instances, logRecords, stateDirExists } from '../../helpers/del-engine.js';
 
 t.setTimeout(600_000);
 
@@ -67,7 +67,7 @@ if (needDocker(t)) {
     t.ok(left.includes(sC), 'the new state is kept');
     t.ok(stateDirExists(eng, sC));
 
-    const evicted = logLines(eng, 'evicted state').map((l) => /state=([0-9a-f]+)/.exec(l)?.[1] ?? '');
+    const evicted = logRecords(eng, 'evicted state').map((r) => String(r['state']));
     t.equal(evicted[0], sA, 'the oldest state went first');
     if (evicted.includes(sB)) t.ok(evicted.indexOf(sB) > evicted.indexOf(sA), 'the newer state only after the older one');
     t.same(evicted.filter((id) => ![sA, sB].includes(id)), [], 'only unused leaf states were evicted');
@@ -83,9 +83,9 @@ if (needDocker(t)) {
     t.ok(Number(le?.['evicted_count']) >= 1);
     t.ok(Number(le?.['freed_bytes']) > 0);
     t.ok(Number(le?.['usage_bytes_after']) < Number(le?.['usage_bytes_before']));
-    const finished = logLines(eng, 'cache eviction finished');
+    const finished = logRecords(eng, 'cache eviction finished');
     t.ok(finished.length >= 1);
-    t.match(finished[0], /trigger=prepare_step/, 'the first eviction ran at the prepare_step check');
+    t.match(finished[0], { trigger: 'prepare_step' }, 'the first eviction ran at the prepare_step check');
 
     // The surviving instance still works; no leftovers of evicted states.
     t.equal((await instances(eng)).length, 1);

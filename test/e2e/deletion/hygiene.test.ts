@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { startEngine } from '../../helpers/engine.js';
 import { mountsUnder } from '../../helpers/prepare.js';
-import { logLines } from '../../helpers/del-engine.js';
+import { logLines, logRecords } from '../../helpers/del-engine.js';
 
 t.setTimeout(300_000);
 
@@ -58,5 +58,5 @@ t.test('start-up hygiene unmounts mounts that no instance owns', { skip: isRoot 
   t.same(mountsUnder(store), [owned], 'only the instance mount is left');
   t.ok(existsSync(join(stray, 'underneath.txt')), 'files below the mount point stay');
   t.ok(logLines(eng, 'unmounting a mount that no instance owns').some((l) => l.includes(stray)), 'the unmount is logged');
-  t.match(checked()[before], /mounts=2 unmounted=1/);
+  t.match(logRecords(eng, 'start-up hygiene: mounts checked')[before], { mounts: 2, unmounted: 1 });
 });

@@ -7,7 +7,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { needDocker, startPrepEngine, prepare, mountsUnder, storeContainers, entries, type PrepEngine, type JobOutcome } from '../../helpers/prepare.js';
-import { holdSession, del, instances, states, snapshotStore, logLines, type DeleteNode } from '../../helpers/del-engine.js';
+import { holdSession, del, instances, states, snapshotStore, logRecords, type DeleteNode } from '../../helpers/del-engine.js';
 
 t.setTimeout(600_000);
 
@@ -131,7 +131,7 @@ if (needDocker(t)) {
     t.same(mountsUnder(eng.store), [], 'no mount under the store');
 
     // Bottom-up: every node is removed after all of its descendants.
-    const order = logLines(eng, ' deleted c=deletion').map((l) => /(?:instance|state)=([0-9a-f]+)/.exec(l)?.[1] ?? '');
+    const order = logRecords(eng, /^(instance|state) deleted$/).filter((r) => r['c'] === 'deletion').map((r) => String(r['instance'] ?? r['state']));
     const pos = (id: string): number => order.lastIndexOf(id);
     for (const child of [i1, i3, sB, sC]) t.ok(pos(child) < pos(sA), `${child.slice(0, 8)} before its parent`);
     t.ok(pos(i2) < pos(sB), 'the grandchild instance before its state');

@@ -54,7 +54,7 @@ const WRONG_METHOD: { path: string; method: string }[] = [
   { path: '/v1/prepare-jobs/x/cancel', method: 'GET' },
   { path: '/v1/prepare-jobs/x/events', method: 'POST' },
   { path: '/v1/tasks', method: 'POST' },
-  { path: '/v1/runs', method: 'GET' },
+  { path: '/v1/runs', method: 'PUT' }, // GET lists active runs (an engine extension)
   { path: '/v1/names', method: 'POST' },
   { path: '/v1/names/x', method: 'DELETE' },
   { path: '/v1/instances', method: 'POST' },

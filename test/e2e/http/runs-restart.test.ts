@@ -48,6 +48,6 @@ if (problem !== undefined) {
     t.same(left, [], 'no run session is left behind');
     t.same(db.prepare("SELECT work_id FROM work WHERE actor_id LIKE 'run:%'").all(), [], 'no run work is left in the outbox');
     const log = readFileSync(second.logPath, 'utf8');
-    t.match(log, /run failed .*run client is gone/, 'the engine recorded why the run failed');
+    t.match(log, /"msg":"run failed".*"error":"[^"]*run client is gone"/, 'the engine recorded why the run failed');
   });
 }

@@ -301,9 +301,10 @@ async function suite(): Promise<void> {
       }
     }
     t.equal((await eng.fetchRaw('/v1/runs', { method: 'POST', body: '{}' })).status, 401, 'no token: 401');
-    const get = await eng.fetch('/v1/runs');
-    t.equal(get.status, 405);
-    t.equal(get.body, '');
+    // GET lists active runs (an engine extension); other methods are refused.
+    const put = await eng.fetch('/v1/runs', { method: 'PUT' });
+    t.equal(put.status, 405);
+    t.equal(put.body, '');
   });
 
   t.test('run on an instance deleted mid-run ends with an error event', async (t) => {
