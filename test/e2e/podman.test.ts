@@ -29,25 +29,24 @@ import { TEST_IMAGE } from '../helpers/docker.js';
 const SOCKET = process.env['SQLRS_TEST_PODMAN_SOCKET'] ?? '/run/sqlrs-test/podman.sock';
 const REQUIRE = process.env['SQLRS_REQUIRE_DOCKER'] === '1';
 
-/** Spawned with `SQLRS_CONTAINER_RUNTIME=podman`. The worker suites use the API directly (`DOCKER_HOST`). */
-const PODMAN_FILES = [
+/** The engine suites, run in both modes: prepare on every backend, runs, deletion, WebSocket. */
+const ENGINE_FILES = [
   'test/e2e/prepare/copy.test.ts',
+  'test/e2e/prepare/overlay.test.ts',
   'test/e2e/prepare/btrfs.test.ts',
   'test/e2e/http/runs.test.ts',
-  'test/e2e/deletion/tree.test.ts',
-  'test/workers/containers.test.ts',
-  'test/workers/docker-smoke.test.ts',
-];
-/** Spawned with `SQLRS_CONTAINER_RUNTIME=auto` and no Docker daemon. */
-const AUTO_FILES = [
-  'test/e2e/prepare/overlay.test.ts',
+  'test/e2e/http/runs-restart.test.ts',
+  'test/e2e/http/ws.test.ts',
   'test/e2e/deletion/instances.test.ts',
+  'test/e2e/deletion/tree.test.ts',
   'test/e2e/deletion/eviction.test.ts',
   'test/e2e/deletion/hygiene.test.ts',
   'test/e2e/deletion/crash.test.ts',
-  'test/e2e/http/runs-restart.test.ts',
-  'test/e2e/http/ws.test.ts',
 ];
+/** Spawned with `SQLRS_CONTAINER_RUNTIME=podman`; the worker suites use the API directly (`DOCKER_HOST`). */
+const PODMAN_FILES = [...ENGINE_FILES, 'test/workers/containers.test.ts', 'test/workers/docker-smoke.test.ts'];
+/** Spawned with `SQLRS_CONTAINER_RUNTIME=auto` and no Docker daemon. */
+const AUTO_FILES = ENGINE_FILES;
 
 t.setTimeout(40 * 60_000);
 
