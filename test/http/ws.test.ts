@@ -128,3 +128,26 @@ t.test('a client that stops reading costs a bounded buffer and, reading again, g
   t.ok(st.peakBuffered < MAX_BUFFERED + 4096, `server-side buffer stayed bounded (peak ${st.peakBuffered} bytes, bound ${MAX_BUFFERED})`);
   c.close();
 });
+
+t.test('a subscription that publishes pending events to other sockets from inside its own message handler delivers them', async (t) => {
+  const s = await serve(t);
+  const job = asJobId('2'.padStart(32, '0'));
+  s.store.insertJob({ job_id: job, prepare_kind: 'psql', image_id: 'img', resolved_image_id: null, plan_only: true, prepare_args_normalized: '', request: {}, created_at: 'now' });
+  const first = await connect(s.port, ['sqlrs', `bearer.${TOKEN}`]);
+  const got: number[] = [];
+  first.on('message', (m) => { got.push((JSON.parse(String(m)) as { seq: number }).seq); });
+  first.send(JSON.stringify({ op: 'subscribe', job: '*' }));
+  await until('the first subscription', () => s.ws.stats().subscriptions === 1 && s.ws.stats().lagging === 0);
+  // Committed without waking the fan-out: the next subscription finds them unpublished.
+  for (let i = 0; i < 3; i++) s.store.tx(() => s.store.appendEvent(job, { type: 'log', ts: new Date().toISOString(), message: String(i) }));
+  const second = await connect(s.port, ['sqlrs', `bearer.${TOKEN}`]);
+  const caught: number[] = [];
+  second.on('message', (m) => { caught.push((JSON.parse(String(m)) as { seq: number }).seq); });
+  second.send(JSON.stringify({ op: 'subscribe', job }));
+  await until('both sockets to get the events', () => got.length === 3 && caught.length === 3);
+  const all = s.store.eventsInRange(job, 0, 1e9, 10).map((r) => r.seq);
+  t.same(got, all, 'the live socket, corked from inside the other socket\'s handler');
+  t.same(caught, all, 'the new socket, by catch-up');
+  first.close();
+  second.close();
+});
